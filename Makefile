@@ -1,0 +1,61 @@
+# lev-redis: the two README commands, and the tools around them.
+#   make example   install what is missing, build, install the rock locally,
+#                  run the quick-start against Redis on :6379 or the mock
+#   make test      install what is missing, build, run every test suite
+#   make bench     the benchmark against hiredis (bench/)
+#   make fuzz      libFuzzer targets for FUZZ_SECONDS each (default 60)
+
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+BUILD_FUZZ  ?= build-fuzz
+ROCKS       ?= .rocks
+FUZZ_SECONDS ?= 60
+JOBS        ?= 2
+
+DEBS = lua5.4 liblua5.4-dev libuv1-dev libssl-dev luarocks lua-busted \
+       redis-server redis-tools cmake pkg-config gcc make openssl \
+       valgrind clang libclang-rt-14-dev
+BENCH_DEBS = libhiredis-dev gnuplot-nox util-linux
+
+.PHONY: all deps bench-deps build build-asan example test test-asan \
+        bench fuzz rock clean
+
+all: build
+
+deps:
+	@tools/install-deps.sh $(DEBS)
+
+bench-deps:
+	@tools/install-deps.sh $(DEBS) $(BENCH_DEBS)
+
+build: deps
+	@cmake -S . -B $(BUILD) -DLEVR_WERROR=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DLEVR_SANITIZE=ON -DLEVR_WERROR=ON \
+	  -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+rock: build
+	@luarocks --lua-version 5.4 make --tree $(ROCKS) \
+	  rockspec/lev-redis-scm-1.rockspec >$(BUILD)/rock.log 2>&1 \
+	  || { cat $(BUILD)/rock.log; exit 1; }
+
+example: rock
+	@tools/run-example.sh $(ROCKS)
+
+test: build build-asan
+	@tools/run-tests.sh $(BUILD) $(BUILD_ASAN)
+
+bench: bench-deps build
+	@bench/run.sh $(BUILD)
+
+fuzz: deps
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DLEVR_FUZZ=ON -DLEVR_SANITIZE=ON \
+	  -DLEVR_TESTS=OFF -DLEVR_MODULES=OFF >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	@tools/run-fuzz.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(ROCKS)

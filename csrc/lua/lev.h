@@ -1,0 +1,80 @@
+/* lev: the coroutine runtime, as other C modules see it.
+ *
+ * lev.so owns one context per lua_State (the uv loop, the tasks, the ready
+ * queue). Another C module (redis/core.so) is a separate shared object, so
+ * it cannot link to lev's functions: luaopen_lev stores a lev_api table of
+ * function pointers in the registry under LEV_API_KEY, and lev_api_get()
+ * (below, header-only) requires "lev" and fetches it.
+ *
+ * A task is a coroutine run by the scheduler. A C function running inside a
+ * task parks it with api->park() and then returns lua_yield(L, 0) in tail
+ * position. Later, from a libuv callback, the waiter pushes the values that
+ * the C function should return onto api->thread(task) and calls
+ * api->wake(task, nvalues): the scheduler resumes the task after the
+ * current loop iteration's callbacks, and the values become the C
+ * function's results. Callbacks never run Lua code themselves.
+ */
+#ifndef LEVR_LEV_H
+#define LEVR_LEV_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#define LEV_API_KEY "lev.api"
+#define LEV_API_VERSION 1
+
+typedef struct lev_ctx lev_ctx;
+typedef struct lev_task lev_task;
+
+/* Called when a parked task is abandoned (lua_close, or lev.timeout firing)
+ * so that whoever holds it forgets it; `data` is the park() argument. */
+typedef void (*lev_cancel_fn)(lev_task *task, void *data);
+/* Runs after each batch of ready tasks, before the loop polls. */
+typedef void (*lev_flush_fn)(void *data);
+
+typedef struct lev_api {
+  int version;
+  /* The context of L's state (created on first use). */
+  lev_ctx *(*ctx)(lua_State *L);
+  uv_loop_t *(*loop)(lev_ctx *ctx);
+  /* The task running on L, or NULL when L is not a lev task (the main
+   * thread, or a plain coroutine created inside a task). */
+  lev_task *(*current)(lev_ctx *ctx, lua_State *L);
+  /* Raises "<what>: must be called inside a lev task (lev.run)" unless L
+   * is a lev task; returns the task. */
+  lev_task *(*check)(lev_ctx *ctx, lua_State *L, const char *what);
+  /* Marks the running task parked; the caller must then return
+   * lua_yield(L, 0). cancel (may be NULL) is called with data if the park
+   * is abandoned before wake. */
+  void (*park)(lev_task *task, lev_cancel_fn cancel, void *data);
+  /* The task's thread, to push result values onto while it is parked. */
+  lua_State *(*thread)(lev_task *task);
+  /* Makes a parked task ready; the top nvalues of its thread become the
+   * results of the C function that parked it. */
+  void (*wake)(lev_task *task, int nvalues);
+  /* Asks for fn(data) to run once after the current batch of ready tasks
+   * (coalesces writes). *armed is a flag the caller owns: set while queued,
+   * so a second request in the same batch is free. */
+  void (*defer)(lev_ctx *ctx, lev_flush_fn fn, void *data, int *armed);
+  /* Forgets a deferred request (the data is being freed). */
+  void (*undefer)(lev_ctx *ctx, void *data, int *armed);
+  /* Loop time in seconds. */
+  double (*now)(lev_ctx *ctx);
+} lev_api;
+
+/* For C modules: require("lev") and return its API (raises on failure). */
+static inline const lev_api *lev_api_get(lua_State *L) {
+  const lev_api *api;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "lev");
+  lua_call(L, 1, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, LEV_API_KEY);
+  api = (const lev_api *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (api == NULL || api->version != LEV_API_VERSION)
+    luaL_error(L, "lev: C API not found or of another version");
+  return api;
+}
+
+#endif

@@ -1,0 +1,2 @@
+/* stub: being written */
+typedef int levr_stub_resp_reader;

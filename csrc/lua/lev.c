@@ -1,5 +1,722 @@
-/* stub */
-#include <lua.h>
-#include <lauxlib.h>
-__attribute__((visibility("default"))) int luaopen_lev(lua_State *L);
-int luaopen_lev(lua_State *L) { lua_newtable(L); return 1; }
+/* lev: coroutine tasks on a libuv loop.
+ *
+ * Scheduling: libuv callbacks never run Lua. They push result values onto a
+ * parked task's thread and queue the task (lev_task_wake). lev.run drives
+ * the loop one iteration at a time (uv_run UV_RUN_ONCE, or NOWAIT while
+ * tasks are ready), and between iterations resumes every queued task, then
+ * runs the deferred flushes (so the commands that many tasks queued in one
+ * batch leave in one write). A reply read in an iteration's poll phase is
+ * thus handed to its task as soon as that iteration's callbacks are done,
+ * with no extra loop turn.
+ */
+#include "lev_core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LEV_EXPORT __attribute__((visibility("default")))
+
+static const char ctx_key = 'c';   /* registry: the ctx userdata */
+#define TASK_MT "lev.task"
+
+/* ---- context ---------------------------------------------------------- */
+
+lev_ctx *lev_ctx_get(lua_State *L) {
+  lev_ctx **box;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+  box = (lev_ctx **)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!box || !*box)
+    luaL_error(L, "lev: runtime not initialised (require \"lev\" first)");
+  return *box;
+}
+
+static lev_ctx *upctx(lua_State *L) {
+  return (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static void ready_push(lev_ctx *ctx, lev_task *t) {
+  t->next_ready = NULL;
+  if (ctx->ready_tail)
+    ctx->ready_tail->next_ready = t;
+  else
+    ctx->ready_head = t;
+  ctx->ready_tail = t;
+}
+
+static void ready_remove(lev_ctx *ctx, lev_task *t) {
+  lev_task **pp = &ctx->ready_head, *prev = NULL;
+  while (*pp) {
+    if (*pp == t) {
+      *pp = t->next_ready;
+      if (ctx->ready_tail == t)
+        ctx->ready_tail = prev;
+      t->next_ready = NULL;
+      return;
+    }
+    prev = *pp;
+    pp = &(*pp)->next_ready;
+  }
+}
+
+/* ---- tasks ------------------------------------------------------------ */
+
+static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+static void task_free(lev_task *t) {
+  lev_ctx *ctx = t->ctx;
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    ctx->tasks = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  if (t->timer) {
+    t->timer->data = NULL;
+    uv_close((uv_handle_t *)t->timer, on_timer_closed);
+  }
+  if (!ctx->closing)
+    luaL_unref(ctx->L, LUA_REGISTRYINDEX, t->thread_ref);
+  free(t);
+}
+
+static int task_finished(const lev_task *t) {
+  return t->state == TASK_DONE || t->state == TASK_FAILED;
+}
+
+/* Pushes a finished task's outcome onto L: true, results... or false, err.
+ * Returns the number of values. */
+static int task_push_outcome(lev_task *t, lua_State *L) {
+  int i, n = t->state == TASK_DONE ? t->nres : 1;
+  if (!lua_checkstack(L, n + 1) || !lua_checkstack(t->co, n))
+    luaL_error(L, "lev: too many results");
+  lua_pushboolean(L, t->state == TASK_DONE);
+  for (i = 0; i < n; i++) {
+    lua_pushvalue(t->co, -n + i);
+    lua_xmove(t->co, L, 1);
+  }
+  return n + 1;
+}
+
+static void task_finish(lev_ctx *ctx, lev_task *t, int state) {
+  lev_task *j = t->joiners;
+  t->state = state;
+  if (!t->daemon)
+    ctx->live--;
+  t->joiners = NULL;
+  while (j) {
+    lev_task *next = j->next_joiner;
+    int n;
+    j->next_joiner = NULL;
+    j->join_target = NULL;
+    n = task_push_outcome(t, j->co);
+    t->joined = 1;
+    lev_task_wake(j, n);
+    j = next;
+  }
+  if (!t->has_ud && (state == TASK_DONE || t->joined))
+    task_free(t);
+}
+
+static void task_unjoin(lev_task *j) {
+  lev_task *target = j->join_target, **pp;
+  if (!target)
+    return;
+  for (pp = &target->joiners; *pp; pp = &(*pp)->next_joiner) {
+    if (*pp == j) {
+      *pp = j->next_joiner;
+      break;
+    }
+  }
+  j->join_target = NULL;
+  j->next_joiner = NULL;
+}
+
+/* Drops a task that has not finished: its wait is cancelled and its stack
+ * closed. Nobody is told of an error (the caller decided to drop it). */
+static void task_abandon(lev_ctx *ctx, lev_task *t) {
+  if (task_finished(t))
+    return;
+  if (t->state == TASK_PARKED && t->cancel) {
+    lev_cancel_fn cancel = t->cancel;
+    t->cancel = NULL;
+    cancel(t, t->cancel_data);
+  }
+  if (t->state == TASK_READY)
+    ready_remove(ctx, t);
+  task_unjoin(t);
+  if (t->timer)
+    uv_timer_stop(t->timer);
+  if (!ctx->closing) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(t->co, ctx->L);
+#else
+    lua_resetthread(t->co);
+#endif
+    lua_settop(t->co, 0);
+    lua_pushliteral(t->co, "abandoned");
+  }
+  t->nres = 1;
+  t->joined = 1;
+  task_finish(ctx, t, TASK_FAILED);
+}
+
+lev_task *lev_task_spawn(lev_ctx *ctx, lua_State *L, int nargs, int daemon) {
+  lev_task *t = (lev_task *)calloc(1, sizeof(*t));
+  lua_State *co;
+  if (!t)
+    luaL_error(L, "lev: out of memory");
+  co = lua_newthread(L);
+  t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_xmove(L, co, nargs + 1);
+  t->ctx = ctx;
+  t->co = co;
+  t->daemon = daemon;
+  t->nargs = nargs;
+  t->next = ctx->tasks;
+  if (ctx->tasks)
+    ctx->tasks->prev = t;
+  ctx->tasks = t;
+  if (!daemon)
+    ctx->live++;
+  t->state = TASK_READY;
+  ready_push(ctx, t);
+  return t;
+}
+
+void lev_task_park(lev_task *t, lev_cancel_fn cancel, void *data) {
+  t->state = TASK_PARKED;
+  t->cancel = cancel;
+  t->cancel_data = data;
+}
+
+void lev_task_wake(lev_task *t, int nvalues) {
+  if (t->state != TASK_PARKED) {
+    /* Defensive: a second wake would corrupt the resume protocol. */
+    lua_pop(t->co, nvalues);
+    return;
+  }
+  t->cancel = NULL;
+  t->cancel_data = NULL;
+  t->nargs = nvalues;
+  t->state = TASK_READY;
+  ready_push(t->ctx, t);
+}
+
+lev_task *lev_task_check(lev_ctx *ctx, lua_State *L, const char *what) {
+  lev_task *t = ctx->current;
+  if (!t || t->co != L || t->state != TASK_RUNNING) {
+    luaL_error(L, "%s: must be called inside a lev task (lev.run)", what);
+    return NULL;
+  }
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot suspend here (inside a C call boundary, such "
+               "as a metamethod or a table.sort comparator)", what);
+  return t;
+}
+
+static lev_task *api_current(lev_ctx *ctx, lua_State *L) {
+  lev_task *t = ctx->current;
+  return t && t->co == L && t->state == TASK_RUNNING ? t : NULL;
+}
+
+static void task_resume(lev_ctx *ctx, lev_task *t) {
+  lua_State *co = t->co;
+  lev_task *prev = ctx->current;
+  int nres = 0, st, nargs = t->nargs;
+  t->nargs = 0;
+  t->state = TASK_RUNNING;
+  ctx->current = t;
+  st = lua_resume(co, ctx->L, nargs, &nres);
+  ctx->current = prev;
+  if (st == LUA_YIELD) {
+    if (t->state == TASK_RUNNING) {
+      /* A plain coroutine.yield() in a task: let the others run. */
+      lua_pop(co, nres);
+      t->state = TASK_READY;
+      ready_push(ctx, t);
+    }
+    return;
+  }
+  if (st == LUA_OK) {
+    t->nres = nres;
+    task_finish(ctx, t, TASK_DONE);
+    return;
+  }
+  if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER) {
+    luaL_traceback(ctx->L, co, lua_tostring(co, -1), 0);
+    lua_xmove(ctx->L, co, 1);
+    lua_remove(co, -2);
+  } else if (lua_type(co, -1) == LUA_TNIL) {
+    luaL_traceback(ctx->L, co, "nil", 0);
+    lua_xmove(ctx->L, co, 1);
+    lua_remove(co, -2);
+  }
+  if (lua_gettop(co) > 1) { /* keep only the error value */
+    lua_replace(co, 1);
+    lua_settop(co, 1);
+  }
+  t->nres = 1;
+  task_finish(ctx, t, TASK_FAILED);
+}
+
+/* ---- deferred flushes ------------------------------------------------- */
+
+static void api_defer(lev_ctx *ctx, lev_flush_fn fn, void *data, int *armed) {
+  if (*armed)
+    return;
+  if (ctx->ndefer == ctx->capdefer) {
+    int cap = ctx->capdefer ? ctx->capdefer * 2 : 16;
+    lev_deferred *d = (lev_deferred *)realloc(ctx->defer, cap * sizeof(*d));
+    if (!d) {
+      fn(data); /* cannot queue: flush now, correctness over batching */
+      return;
+    }
+    ctx->defer = d;
+    ctx->capdefer = cap;
+  }
+  ctx->defer[ctx->ndefer].fn = fn;
+  ctx->defer[ctx->ndefer].data = data;
+  ctx->defer[ctx->ndefer].armed = armed;
+  ctx->ndefer++;
+  *armed = 1;
+}
+
+static void api_undefer(lev_ctx *ctx, void *data, int *armed) {
+  int i;
+  if (!*armed)
+    return;
+  for (i = 0; i < ctx->ndefer; i++)
+    if (ctx->defer[i].data == data && ctx->defer[i].armed == armed)
+      ctx->defer[i].fn = NULL;
+  *armed = 0;
+}
+
+static void run_deferred(lev_ctx *ctx) {
+  int i;
+  for (i = 0; i < ctx->ndefer; i++) {
+    lev_deferred d = ctx->defer[i];
+    if (!d.fn)
+      continue;
+    *d.armed = 0;
+    d.fn(d.data);
+  }
+  ctx->ndefer = 0;
+}
+
+static void run_ready(lev_ctx *ctx) {
+  lev_task *last = ctx->ready_tail, *t;
+  /* Only the tasks queued now: a task that keeps waking others must not
+   * starve the loop's I/O. */
+  while ((t = ctx->ready_head) != NULL) {
+    int stop = t == last;
+    ctx->ready_head = t->next_ready;
+    if (!ctx->ready_head)
+      ctx->ready_tail = NULL;
+    t->next_ready = NULL;
+    task_resume(ctx, t);
+    if (stop)
+      break;
+  }
+}
+
+/* ---- the API table for other C modules -------------------------------- */
+
+static uv_loop_t *api_loop(lev_ctx *ctx) { return &ctx->loop; }
+static lua_State *api_thread(lev_task *t) { return t->co; }
+static double api_now(lev_ctx *ctx) { return (double)uv_hrtime() / 1e9; }
+
+static const lev_api the_api = {
+  LEV_API_VERSION, lev_ctx_get, api_loop, api_current, lev_task_check,
+  lev_task_park, api_thread, lev_task_wake, api_defer, api_undefer, api_now
+};
+
+/* ---- lev.run ---------------------------------------------------------- */
+
+static int report_unjoined(lev_ctx *ctx, lua_State *L) {
+  lev_task *t = ctx->tasks, *next;
+  int n = 0;
+  for (; t; t = next) {
+    next = t->next;
+    if (t->state != TASK_FAILED || t->joined)
+      continue;
+    if (n == 0) {
+      lua_pushvalue(t->co, -1);
+      lua_xmove(t->co, L, 1);
+    }
+    n++;
+    t->joined = 1;
+    if (!t->has_ud)
+      task_free(t);
+  }
+  if (n == 0)
+    return 0;
+  if (lua_type(L, -1) == LUA_TSTRING)
+    lua_pushfstring(L, "lev.run: %d spawned task%s failed and %s not joined; "
+                    "the first: %s", n, n > 1 ? "s" : "",
+                    n > 1 ? "were" : "was", lua_tostring(L, -1));
+  return n;
+}
+
+static int l_run(lua_State *L) {
+  lev_ctx *ctx = upctx(L);
+  lua_State *prevL = ctx->L;
+  lev_task *main_task, *t, *next;
+  int nargs, deadlock = 0, n, waiting = 0;
+  if (ctx->running)
+    return luaL_error(L, "lev.run: already running (lev.run cannot be "
+                      "nested; use lev.spawn)");
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  nargs = lua_gettop(L) - 1;
+  ctx->L = L;
+  main_task = lev_task_spawn(ctx, L, nargs, 0);
+  main_task->has_ud = 1; /* pinned until we have its results */
+  ctx->running = 1;
+  for (;;) {
+    run_ready(ctx);
+    run_deferred(ctx);
+    if (main_task->state == TASK_FAILED)
+      break;
+    if (main_task->state == TASK_DONE && ctx->live == 0)
+      break;
+    if (ctx->ready_head) {
+      uv_run(&ctx->loop, UV_RUN_NOWAIT);
+      continue;
+    }
+    if (!uv_run(&ctx->loop, UV_RUN_ONCE) && !ctx->ready_head &&
+        ctx->ndefer == 0) {
+      deadlock = 1;
+      break;
+    }
+  }
+  ctx->running = 0;
+  /* Whatever is left (after a failure or a deadlock) is dropped, except
+   * daemon tasks (servers' connection handlers), which wait for their
+   * sockets across lev.run calls. */
+  for (t = ctx->tasks; t; t = next) {
+    next = t->next;
+    if (t != main_task && !t->daemon && !task_finished(t)) {
+      waiting++;
+      task_abandon(ctx, t);
+    }
+  }
+  ctx->L = prevL;
+  lua_settop(L, 0);
+  if (main_task->state == TASK_FAILED) {
+    lua_pushvalue(main_task->co, -1);
+    lua_xmove(main_task->co, L, 1);
+    main_task->has_ud = 0;
+    task_free(main_task);
+    return lua_error(L);
+  }
+  if (deadlock) {
+    if (!task_finished(main_task)) {
+      waiting++;
+      main_task->joined = 1;
+      task_abandon(ctx, main_task);
+    }
+    main_task->has_ud = 0;
+    task_free(main_task);
+    return luaL_error(L, "lev.run: deadlock: %d task%s waiting and nothing "
+                      "can wake %s", waiting, waiting > 1 ? "s are" : " is",
+                      waiting > 1 ? "them" : "it");
+  }
+  if (report_unjoined(ctx, L)) {
+    main_task->has_ud = 0;
+    task_free(main_task);
+    return lua_error(L);
+  }
+  n = main_task->nres;
+  luaL_checkstack(L, n, "lev.run: too many results");
+  lua_xmove(main_task->co, L, n);
+  main_task->has_ud = 0;
+  task_free(main_task);
+  return n;
+}
+
+/* ---- lev.spawn, task:join --------------------------------------------- */
+
+static lev_task *check_task(lua_State *L, int idx) {
+  lev_task **box = (lev_task **)luaL_checkudata(L, idx, TASK_MT);
+  if (!*box)
+    luaL_argerror(L, idx, "task already released");
+  return *box;
+}
+
+static int l_spawn(lua_State *L) {
+  lev_ctx *ctx = upctx(L);
+  lev_task *t, **box;
+  int nargs;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!ctx->running)
+    return luaL_error(L, "lev.spawn: must be called while lev.run is "
+                      "running");
+  nargs = lua_gettop(L) - 1;
+  box = (lev_task **)lua_newuserdatauv(L, sizeof(*box), 0);
+  *box = NULL;
+  luaL_setmetatable(L, TASK_MT);
+  lua_insert(L, 1);
+  t = lev_task_spawn(ctx, L, nargs, 0);
+  t->has_ud = 1;
+  *box = t;
+  return 1;
+}
+
+static void cancel_join(lev_task *t, void *data) { task_unjoin(t); }
+
+static int task_join(lua_State *L) {
+  lev_task *target = check_task(L, 1);
+  lev_task *cur = lev_task_check(target->ctx, L, "task:join");
+  if (target == cur)
+    return luaL_error(L, "task:join: a task cannot join itself");
+  if (task_finished(target)) {
+    target->joined = 1;
+    return task_push_outcome(target, L);
+  }
+  cur->join_target = target;
+  cur->next_joiner = target->joiners;
+  target->joiners = cur;
+  lev_task_park(cur, cancel_join, target);
+  return lua_yield(L, 0);
+}
+
+static const char *state_name(const lev_task *t) {
+  switch (t->state) {
+  case TASK_READY: return "ready";
+  case TASK_RUNNING: return "running";
+  case TASK_PARKED: return "waiting";
+  case TASK_DONE: return "done";
+  default: return "failed";
+  }
+}
+
+static int task_status(lua_State *L) {
+  lua_pushstring(L, state_name(check_task(L, 1)));
+  return 1;
+}
+
+static int task_tostring(lua_State *L) {
+  lev_task *t = check_task(L, 1);
+  lua_pushfstring(L, "lev.task (%s): %p", state_name(t), (void *)t);
+  return 1;
+}
+
+static int task_gc(lua_State *L) {
+  lev_task **box = (lev_task **)luaL_checkudata(L, 1, TASK_MT);
+  lev_task *t = *box;
+  *box = NULL;
+  if (!t || t->ctx->closing)
+    return 0;
+  t->has_ud = 0;
+  if (t->state == TASK_DONE || (t->state == TASK_FAILED && t->joined))
+    task_free(t);
+  return 0;
+}
+
+/* ---- sleep, now, timeout ---------------------------------------------- */
+
+static uv_timer_t *task_timer(lev_task *t, lua_State *L) {
+  if (!t->timer) {
+    t->timer = (uv_timer_t *)malloc(sizeof(uv_timer_t));
+    if (!t->timer)
+      luaL_error(L, "lev: out of memory");
+    uv_timer_init(&t->ctx->loop, t->timer);
+  }
+  t->timer->data = t;
+  return t->timer;
+}
+
+static void on_sleep_done(uv_timer_t *h) {
+  lev_task *t = (lev_task *)h->data;
+  if (t && t->state == TASK_PARKED)
+    lev_task_wake(t, 0);
+}
+
+static void cancel_sleep(lev_task *t, void *data) {
+  if (t->timer)
+    uv_timer_stop(t->timer);
+}
+
+static uint64_t check_ms(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  luaL_argcheck(L, s >= 0 && s < 1e12, idx, "seconds must be a number >= 0");
+  return (uint64_t)(s * 1000.0 + 0.5);
+}
+
+static int l_sleep(lua_State *L) {
+  lev_ctx *ctx = upctx(L);
+  uint64_t ms = check_ms(L, 1);
+  lev_task *t = lev_task_check(ctx, L, "lev.sleep");
+  uv_timer_start(task_timer(t, L), on_sleep_done, ms, 0);
+  lev_task_park(t, cancel_sleep, NULL);
+  return lua_yield(L, 0);
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* lev.timeout(seconds, fn, ...): fn runs as a child task that the caller
+ * joins with a deadline; at the deadline the child is abandoned. */
+static void on_timeout_fired(uv_timer_t *h) {
+  lev_task *t = (lev_task *)h->data;
+  lev_task *child;
+  if (!t || t->state != TASK_PARKED || !t->join_target)
+    return;
+  child = t->join_target;
+  task_unjoin(t);
+  task_abandon(t->ctx, child);
+  lua_pushnil(t->co);
+  lua_pushliteral(t->co, "timeout");
+  lev_task_wake(t, 2);
+}
+
+static void cancel_timeout(lev_task *t, void *data) {
+  lev_task *child = (lev_task *)data;
+  if (t->timer)
+    uv_timer_stop(t->timer);
+  task_unjoin(t);
+  child->has_ud = 0; /* timeout_k will not run to release it */
+  task_abandon(t->ctx, child);
+}
+
+static int timeout_k(lua_State *L, int status, lua_KContext kctx) {
+  lev_ctx *ctx = upctx(L);
+  lev_task *t = ctx->current;
+  lev_task *child = (lev_task *)lua_touserdata(L, 1);
+  int base = (int)kctx, n = lua_gettop(L) - base;
+  if (t && t->timer)
+    uv_timer_stop(t->timer);
+  child->has_ud = 0;
+  if (task_finished(child) && (child->state == TASK_DONE || child->joined))
+    task_free(child);
+  if (n >= 1 && lua_isboolean(L, base + 1)) {
+    if (!lua_toboolean(L, base + 1)) {
+      lua_settop(L, base + 2);
+      return lua_error(L);
+    }
+    return n - 1;
+  }
+  return n; /* nil, "timeout" */
+}
+
+static int l_timeout(lua_State *L) {
+  lev_ctx *ctx = upctx(L);
+  uint64_t ms = check_ms(L, 1);
+  lev_task *t, *child;
+  int nargs;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  t = lev_task_check(ctx, L, "lev.timeout");
+  nargs = lua_gettop(L) - 2;
+  child = lev_task_spawn(ctx, L, nargs, 0);
+  child->has_ud = 1; /* pinned until timeout_k */
+  lua_settop(L, 0);
+  lua_pushlightuserdata(L, child);
+  child->joiners = t;
+  t->join_target = child;
+  uv_timer_start(task_timer(t, L), on_timeout_fired, ms, 0);
+  lev_task_park(t, cancel_timeout, child);
+  return lua_yieldk(L, 0, (lua_KContext)1, timeout_k);
+}
+
+/* ---- module ----------------------------------------------------------- */
+
+static void walk_close(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+static int ctx_gc(lua_State *L) {
+  lev_ctx **box = (lev_ctx **)lua_touserdata(L, 1);
+  lev_ctx *ctx = *box;
+  lev_task *t, *next;
+  if (!ctx)
+    return 0;
+  *box = NULL;
+  ctx->closing = 1; /* no Lua code from here: stacks are not unwound */
+  for (t = ctx->tasks; t; t = next) {
+    next = t->next;
+    if (!task_finished(t)) {
+      t->has_ud = 1; /* keep the struct for the loop below */
+      task_abandon(ctx, t);
+    }
+  }
+  ctx->L = L;
+  run_deferred(ctx);
+  for (t = ctx->tasks; t; t = next) {
+    next = t->next;
+    task_free(t);
+  }
+  /* Owners closed their handles in their own __gc; let the close callbacks
+   * run, then close anything left so the loop can be released. */
+  uv_run(&ctx->loop, UV_RUN_NOWAIT);
+  uv_walk(&ctx->loop, walk_close, NULL);
+  uv_run(&ctx->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&ctx->loop) == 0) {
+    free(ctx->defer);
+    free(ctx);
+  }
+  return 0;
+}
+
+static const luaL_Reg task_methods[] = {
+  {"join", task_join},
+  {"status", task_status},
+  {NULL, NULL}
+};
+
+static const luaL_Reg lev_funcs[] = {
+  {"run", l_run},
+  {"spawn", l_spawn},
+  {"sleep", l_sleep},
+  {"now", l_now},
+  {"timeout", l_timeout},
+  {NULL, NULL}
+};
+
+LEV_EXPORT int luaopen_lev(lua_State *L);
+
+int luaopen_lev(lua_State *L) {
+  lev_ctx *ctx;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+  if (lua_isnil(L, -1)) {
+    lev_ctx **box;
+    lua_pop(L, 1);
+    ctx = (lev_ctx *)calloc(1, sizeof(*ctx));
+    if (!ctx)
+      return luaL_error(L, "lev: out of memory");
+    if (uv_loop_init(&ctx->loop) != 0) {
+      free(ctx);
+      return luaL_error(L, "lev: cannot initialise the libuv loop");
+    }
+    ctx->L = L;
+    box = (lev_ctx **)lua_newuserdatauv(L, sizeof(*box), 0);
+    *box = ctx;
+    lua_newtable(L);
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
+    lua_pushlightuserdata(L, (void *)&the_api);
+    lua_setfield(L, LUA_REGISTRYINDEX, LEV_API_KEY);
+
+    luaL_newmetatable(L, TASK_MT);
+    lua_pushcfunction(L, task_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, task_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, task_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
+  }
+  ctx = lev_ctx_get(L);
+  luaL_newlibtable(L, lev_funcs);
+  lua_pushlightuserdata(L, ctx);
+  luaL_setfuncs(L, lev_funcs, 1);
+  luaopen_lev_tcp(L, ctx);
+  lua_setfield(L, -2, "tcp");
+  return 1;
+}

@@ -1,2 +1,598 @@
-/* stub: being written */
-typedef int levr_stub_lev_tcp;
+/* lev.tcp: TCP streams and servers for Lua tasks, on stream.c.
+ *
+ * A stream reads only while a task waits in read(): the kernel buffers the
+ * rest, so a slow reader applies back-pressure instead of growing memory.
+ * Connection handlers of a server run as daemon tasks: they do not keep
+ * lev.run alive, and neither does the listening socket.
+ */
+#include "lev_core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+
+#define STREAM_MT "lev.tcp.stream"
+#define SERVER_MT "lev.tcp.server"
+#define READ_CHUNK 65536
+
+typedef struct lstream {
+  stream s;
+  lev_ctx *ctx;
+  lev_task *reader, *writer, *connector;
+  int write_ref;         /* the string being written, anchored */
+  int closed;            /* close() was called */
+  int handle_closed;     /* the close callback ran */
+  int has_ud;
+  int eof;
+  int err;
+  int timed_out;
+  uv_timer_t *timer;     /* connect deadline */
+  char *rbuf;
+  char peer[64];
+} lstream;
+
+typedef struct lserver {
+  uv_tcp_t tcp;
+  lev_ctx *ctx;
+  int handler_ref;
+  int closed;
+  int has_ud;
+  int handle_closed;
+} lserver;
+
+static lstream **check_box(lua_State *L) {
+  return (lstream **)luaL_checkudata(L, 1, STREAM_MT);
+}
+
+static void ls_maybe_free(lstream *ls) {
+  if (ls->has_ud || !ls->handle_closed || ls->timer)
+    return;
+  if (ls->write_ref != LUA_NOREF && !ls->ctx->closing)
+    luaL_unref(ls->ctx->L, LUA_REGISTRYINDEX, ls->write_ref);
+  free(ls->rbuf);
+  free(ls);
+}
+
+static void ls_on_closed(stream *s) {
+  lstream *ls = (lstream *)s->data;
+  ls->handle_closed = 1;
+  ls_maybe_free(ls);
+}
+
+static void ls_timer_closed(uv_handle_t *h) {
+  lstream *ls = (lstream *)h->data;
+  free(h);
+  ls->timer = NULL;
+  ls_maybe_free(ls);
+}
+
+static void ls_stop_timer(lstream *ls) {
+  if (ls->timer && !uv_is_closing((uv_handle_t *)ls->timer))
+    uv_close((uv_handle_t *)ls->timer, ls_timer_closed);
+}
+
+static void push_stream(lua_State *L, lstream *ls) {
+  lstream **box = (lstream **)lua_newuserdatauv(L, sizeof(*box), 0);
+  *box = ls;
+  ls->has_ud = 1;
+  luaL_setmetatable(L, STREAM_MT);
+}
+
+static lstream *ls_new(lev_ctx *ctx) {
+  lstream *ls = (lstream *)calloc(1, sizeof(*ls));
+  if (!ls)
+    return NULL;
+  ls->ctx = ctx;
+  ls->write_ref = LUA_NOREF;
+  ls->s.data = ls;
+  if (stream_init(&ctx->loop, &ls->s) != 0) {
+    free(ls);
+    return NULL;
+  }
+  return ls;
+}
+
+/* Wakes whoever waits on the stream with nil, text. */
+static void ls_fail_waiters(lstream *ls, const char *text) {
+  lev_task *t;
+  if ((t = ls->reader) != NULL) {
+    ls->reader = NULL;
+    lua_pushnil(t->co);
+    lua_pushstring(t->co, text);
+    lev_task_wake(t, 2);
+  }
+}
+
+static void ls_close(lstream *ls) {
+  if (ls->closed)
+    return;
+  ls->closed = 1;
+  ls_stop_timer(ls);
+  ls_fail_waiters(ls, "closed");
+  stream_close(&ls->s, ls_on_closed);
+}
+
+/* ---- connect ---------------------------------------------------------- */
+
+static void ls_on_connected(stream *s, int status) {
+  lstream *ls = (lstream *)s->data;
+  lev_task *t = ls->connector;
+  ls->connector = NULL;
+  ls_stop_timer(ls);
+  if (!t || status != 0) {
+    if (t) {
+      lua_pushnil(t->co);
+      lua_pushstring(t->co, ls->timed_out ? "timeout"
+                                          : stream_strerror(s, status));
+      lev_task_wake(t, 2);
+    }
+    ls->closed = 1;
+    stream_close(s, ls_on_closed);
+    return;
+  }
+  push_stream(t->co, ls);
+  lev_task_wake(t, 1);
+}
+
+static void ls_on_connect_timeout(uv_timer_t *h) {
+  lstream *ls = (lstream *)h->data;
+  ls->timed_out = 1;
+  ls->closed = 1;
+  stream_close(&ls->s, ls_on_closed); /* connect cb fires: ECANCELED */
+}
+
+static void cancel_connect(lev_task *t, void *data) {
+  lstream *ls = (lstream *)data;
+  ls->connector = NULL;
+  ls_stop_timer(ls);
+  if (!ls->closed) {
+    ls->closed = 1;
+    stream_close(&ls->s, ls_on_closed);
+  }
+}
+
+static int l_connect(lua_State *L) {
+  lev_ctx *ctx = (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  double timeout = 0;
+  lev_task *t;
+  lstream *ls;
+  int r;
+  luaL_argcheck(L, port >= 1 && port <= 65535, 2, "port must be in 1..65535");
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "timeout");
+    if (!lua_isnil(L, -1)) {
+      timeout = luaL_checknumber(L, -1);
+      luaL_argcheck(L, timeout > 0, 3, "timeout must be a number > 0");
+    }
+    lua_pop(L, 1);
+  }
+  t = lev_task_check(ctx, L, "lev.tcp.connect");
+  ls = ls_new(ctx);
+  if (!ls)
+    return luaL_error(L, "lev.tcp.connect: out of memory");
+  r = stream_connect(&ls->s, host, (int)port, NULL, ls_on_connected);
+  if (r != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, stream_strerror(&ls->s, r));
+    ls->closed = 1;
+    stream_close(&ls->s, ls_on_closed);
+    return 2;
+  }
+  if (timeout > 0) {
+    ls->timer = (uv_timer_t *)malloc(sizeof(uv_timer_t));
+    if (ls->timer) {
+      uv_timer_init(&ctx->loop, ls->timer);
+      ls->timer->data = ls;
+      uv_timer_start(ls->timer, ls_on_connect_timeout,
+                     (uint64_t)(timeout * 1000 + 0.5), 0);
+    }
+  }
+  ls->connector = t;
+  lev_task_park(t, cancel_connect, ls);
+  return lua_yield(L, 0);
+}
+
+/* ---- read / write ----------------------------------------------------- */
+
+static char *ls_alloc(stream *s, size_t suggested, size_t *cap) {
+  lstream *ls = (lstream *)s->data;
+  if (!ls->rbuf)
+    ls->rbuf = (char *)malloc(READ_CHUNK);
+  *cap = ls->rbuf ? READ_CHUNK : 0;
+  return ls->rbuf;
+}
+
+static void ls_on_read(stream *s, ssize_t n) {
+  lstream *ls = (lstream *)s->data;
+  lev_task *t = ls->reader;
+  stream_read_stop(s);
+  ls->reader = NULL;
+  if (n < 0) {
+    if (n == UV_EOF)
+      ls->eof = 1;
+    else
+      ls->err = (int)n;
+  }
+  if (!t)
+    return;
+  if (n > 0) {
+    lua_pushlstring(t->co, ls->rbuf, (size_t)n);
+    lev_task_wake(t, 1);
+  } else if (n == UV_EOF) {
+    lua_pushnil(t->co);
+    lev_task_wake(t, 1);
+  } else {
+    lua_pushnil(t->co);
+    lua_pushstring(t->co, stream_strerror(s, (int)n));
+    lev_task_wake(t, 2);
+  }
+}
+
+static void cancel_read(lev_task *t, void *data) {
+  lstream *ls = (lstream *)data;
+  ls->reader = NULL;
+  if (!ls->closed)
+    stream_read_stop(&ls->s);
+}
+
+static lstream *check_open(lua_State *L) {
+  lstream *ls = *check_box(L);
+  return ls && !ls->closed ? ls : NULL;
+}
+
+static int ls_read(lua_State *L) {
+  lstream *ls = check_open(L);
+  lev_task *t;
+  int r;
+  if (!ls) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  t = lev_task_check(ls->ctx, L, "stream:read");
+  if (ls->eof) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (ls->err) {
+    lua_pushnil(L);
+    lua_pushstring(L, stream_strerror(&ls->s, ls->err));
+    return 2;
+  }
+  if (ls->reader)
+    return luaL_error(L, "stream:read: another task is already reading");
+  r = stream_read_start(&ls->s, ls_alloc, ls_on_read);
+  if (r != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, stream_strerror(&ls->s, r));
+    return 2;
+  }
+  ls->reader = t;
+  lev_task_park(t, cancel_read, ls);
+  return lua_yield(L, 0);
+}
+
+static void ls_on_written(stream *s, int status) {
+  lstream *ls = (lstream *)s->data;
+  lev_task *t = ls->writer;
+  ls->writer = NULL;
+  if (!ls->ctx->closing)
+    luaL_unref(ls->ctx->L, LUA_REGISTRYINDEX, ls->write_ref);
+  ls->write_ref = LUA_NOREF;
+  if (!t)
+    return;
+  if (status == 0) {
+    lua_pushboolean(t->co, 1);
+    lev_task_wake(t, 1);
+  } else {
+    lua_pushnil(t->co);
+    lua_pushstring(t->co, stream_strerror(s, status));
+    lev_task_wake(t, 2);
+  }
+}
+
+static void cancel_write(lev_task *t, void *data) {
+  ((lstream *)data)->writer = NULL; /* the bytes still go out */
+}
+
+static int ls_write(lua_State *L) {
+  lstream *ls = check_open(L);
+  size_t len;
+  const char *p = luaL_checklstring(L, 2, &len);
+  lev_task *t;
+  int r;
+  if (!ls) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  t = lev_task_check(ls->ctx, L, "stream:write");
+  if (stream_writing(&ls->s))
+    return luaL_error(L, "stream:write: another task is already writing");
+  if (len == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  r = stream_write(&ls->s, p, len, ls_on_written);
+  if (r == 1) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (r < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, stream_strerror(&ls->s, r));
+    return 2;
+  }
+  lua_pushvalue(L, 2);
+  ls->write_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ls->writer = t;
+  lev_task_park(t, cancel_write, ls);
+  return lua_yield(L, 0);
+}
+
+static int ls_close_m(lua_State *L) {
+  lstream *ls = *check_box(L);
+  if (ls)
+    ls_close(ls);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int ls_gc(lua_State *L) {
+  lstream **box = check_box(L);
+  lstream *ls = *box;
+  *box = NULL;
+  if (!ls)
+    return 0;
+  ls->has_ud = 0;
+  if (!ls->closed) {
+    ls->closed = 1;
+    ls_stop_timer(ls);
+    ls->reader = NULL;
+    stream_close(&ls->s, ls_on_closed);
+  }
+  ls_maybe_free(ls);
+  return 0;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *out,
+                        size_t n) {
+  char ip[64] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+    snprintf(out, n, "%s:%d", ip, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin6_port);
+    snprintf(out, n, "[%s]:%d", ip, port);
+  } else {
+    snprintf(out, n, "?");
+  }
+}
+
+static int ls_peer(lua_State *L) {
+  lstream *ls = check_open(L);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char out[80];
+  if (!ls || uv_tcp_getpeername(&ls->s.tcp, (struct sockaddr *)&ss, &len)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  format_addr(&ss, out, sizeof(out));
+  lua_pushstring(L, out);
+  return 1;
+}
+
+static int ls_tostring(lua_State *L) {
+  lstream *ls = *check_box(L);
+  lua_pushfstring(L, "lev.tcp.stream (%s): %p", ls && !ls->closed ? "open"
+                  : "closed", (void *)ls);
+  return 1;
+}
+
+/* ---- servers ---------------------------------------------------------- */
+
+static void srv_maybe_free(lserver *srv) {
+  if (srv->has_ud || !srv->handle_closed)
+    return;
+  free(srv);
+}
+
+static void srv_on_closed(uv_handle_t *h) {
+  lserver *srv = (lserver *)h->data;
+  srv->handle_closed = 1;
+  srv_maybe_free(srv);
+}
+
+static void srv_close(lserver *srv) {
+  if (srv->closed)
+    return;
+  srv->closed = 1;
+  if (!srv->ctx->closing)
+    luaL_unref(srv->ctx->L, LUA_REGISTRYINDEX, srv->handler_ref);
+  srv->handler_ref = LUA_NOREF;
+  uv_close((uv_handle_t *)&srv->tcp, srv_on_closed);
+}
+
+static void srv_on_connection(uv_stream_t *h, int status) {
+  lserver *srv = (lserver *)h->data;
+  lev_ctx *ctx = srv->ctx;
+  lua_State *L = ctx->L;
+  lstream *ls;
+  if (status != 0 || srv->closed || ctx->closing)
+    return;
+  ls = ls_new(ctx);
+  if (!ls)
+    return;
+  if (stream_accept(h, &ls->s) != 0) {
+    ls->closed = 1;
+    stream_close(&ls->s, ls_on_closed);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
+  push_stream(L, ls);
+  lev_task_spawn(ctx, L, 1, 1);
+}
+
+static int resolve_bind(lua_State *L, const char *host, int port,
+                        struct sockaddr_storage *ss) {
+  struct addrinfo hints, *res = NULL;
+  uv_getaddrinfo_t req;
+  char portstr[16];
+  int r;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  snprintf(portstr, sizeof(portstr), "%d", port);
+  /* A NULL callback makes uv_getaddrinfo synchronous: listen() is rare and
+   * usually given a literal address. */
+  r = uv_getaddrinfo(&lev_ctx_get(L)->loop, &req, NULL, host, portstr, &hints);
+  if (r != 0)
+    return r;
+  res = req.addrinfo;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  uv_freeaddrinfo(res);
+  return 0;
+}
+
+static int l_listen(lua_State *L) {
+  lev_ctx *ctx = (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  struct sockaddr_storage ss;
+  lserver *srv, **box;
+  int r;
+  luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be in 0..65535");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  memset(&ss, 0, sizeof(ss));
+  r = resolve_bind(L, host, (int)port, &ss);
+  if (r != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "dns: %s", uv_strerror(r));
+    return 2;
+  }
+  srv = (lserver *)calloc(1, sizeof(*srv));
+  if (!srv)
+    return luaL_error(L, "lev.tcp.listen: out of memory");
+  srv->ctx = ctx;
+  srv->handler_ref = LUA_NOREF;
+  uv_tcp_init(&ctx->loop, &srv->tcp);
+  srv->tcp.data = srv;
+  r = uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&ss, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)&srv->tcp, 511, srv_on_connection);
+  if (r != 0) {
+    srv->closed = 1;
+    uv_close((uv_handle_t *)&srv->tcp, srv_on_closed);
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(r));
+    return 2;
+  }
+  uv_unref((uv_handle_t *)&srv->tcp);
+  lua_pushvalue(L, 3);
+  srv->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box = (lserver **)lua_newuserdatauv(L, sizeof(*box), 0);
+  *box = srv;
+  srv->has_ud = 1;
+  luaL_setmetatable(L, SERVER_MT);
+  return 1;
+}
+
+static lserver **check_srv(lua_State *L) {
+  return (lserver **)luaL_checkudata(L, 1, SERVER_MT);
+}
+
+static int srv_port(lua_State *L) {
+  lserver *srv = *check_srv(L);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (!srv || srv->closed ||
+      uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&ss, &len) != 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  lua_pushinteger(L, ntohs(ss.ss_family == AF_INET6
+                           ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                           : ((struct sockaddr_in *)&ss)->sin_port));
+  return 1;
+}
+
+static int srv_close_m(lua_State *L) {
+  lserver *srv = *check_srv(L);
+  if (srv)
+    srv_close(srv);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int srv_gc(lua_State *L) {
+  lserver **box = check_srv(L);
+  lserver *srv = *box;
+  *box = NULL;
+  if (!srv)
+    return 0;
+  srv->has_ud = 0;
+  srv_close(srv);
+  srv_maybe_free(srv);
+  return 0;
+}
+
+static int srv_tostring(lua_State *L) {
+  lserver *srv = *check_srv(L);
+  lua_pushfstring(L, "lev.tcp.server (%s): %p", srv && !srv->closed
+                  ? "listening" : "closed", (void *)srv);
+  return 1;
+}
+
+static const luaL_Reg stream_methods[] = {
+  {"read", ls_read}, {"write", ls_write}, {"close", ls_close_m},
+  {"peer", ls_peer}, {NULL, NULL}
+};
+
+static const luaL_Reg server_methods[] = {
+  {"port", srv_port}, {"close", srv_close_m}, {NULL, NULL}
+};
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx) {
+  new_class(L, STREAM_MT, stream_methods, ls_gc, ls_tostring);
+  new_class(L, SERVER_MT, server_methods, srv_gc, srv_tostring);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, ctx);
+  lua_pushcclosure(L, l_connect, 1);
+  lua_setfield(L, -2, "connect");
+  lua_pushlightuserdata(L, ctx);
+  lua_pushcclosure(L, l_listen, 1);
+  lua_setfield(L, -2, "listen");
+  return 1;
+}

@@ -1,0 +1,185 @@
+-- redis.config: validates and normalizes redis.connect's config.
+--
+-- One place, one table of rules (STYLE 21). A config that breaks a rule is
+-- not an exception: normalize returns nil, "invalid config: <field> ...".
+
+local M = {}
+
+local function fail(msg)
+  return nil, "invalid config: " .. msg
+end
+
+-- Integral numbers (7000 or 7000.0) as integers; anything else nil.
+local function integral(v)
+  if math.type(v) == "integer" then return v end
+  if math.type(v) == "float" and v == math.floor(v)
+     and v >= math.mininteger and v <= math.maxinteger then
+    return math.tointeger(v)
+  end
+  return nil
+end
+
+local function nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+-- The rules, in the order they are checked.
+local RULES = {
+  { field = "host", required = true,
+    msg = "host must be a non-empty string",
+    check = function(v) if nonempty_string(v) then return v end end },
+  { field = "port", default = 6379,
+    msg = "port must be an integer in 1..65535",
+    check = function(v)
+      local n = integral(v)
+      if n and n >= 1 and n <= 65535 then return n end
+    end },
+  { field = "db", default = 0,
+    msg = "db must be an integer >= 0",
+    check = function(v)
+      local n = integral(v)
+      if n and n >= 0 then return n end
+    end },
+  { field = "timeout",
+    msg = "timeout must be a number > 0 (seconds)",
+    check = function(v)
+      if type(v) == "number" and v > 0 and v == v and v < 1e9 then
+        return v + 0.0
+      end
+    end },
+}
+
+local SSL_FIELDS = { "ca", "cert", "key", "server_name" }
+
+local function check_ssl(v)
+  if v == nil or v == false then return false end
+  if v == true then return { verify = true } end
+  if type(v) ~= "table" then
+    return nil, "ssl must be true, false or a table"
+  end
+  local out = { verify = true }
+  if v.verify ~= nil then
+    if type(v.verify) ~= "boolean" then
+      return nil, "ssl.verify must be a boolean"
+    end
+    out.verify = v.verify
+  end
+  for _, f in ipairs(SSL_FIELDS) do
+    if v[f] ~= nil then
+      if not nonempty_string(v[f]) then
+        return nil, "ssl." .. f .. " must be a non-empty string"
+      end
+      out[f] = v[f]
+    end
+  end
+  if out.key and not out.cert then
+    return nil, "ssl.key needs ssl.cert"
+  end
+  return out
+end
+
+-- auth.pass is kept out of every printed form of the config.
+local AUTH_MT = {
+  __tostring = function(a) return "auth{user=" .. a.user .. ", pass=***}" end,
+}
+
+local function check_auth(v)
+  if v == nil then return nil end
+  if type(v) ~= "table" or not nonempty_string(v.user)
+     or not nonempty_string(v.pass) then
+    return nil, "auth must be a table with non-empty string fields user "
+      .. "and pass"
+  end
+  return setmetatable({ user = v.user, pass = v.pass }, AUTH_MT)
+end
+
+local CFG_MT = {
+  __tostring = function(c)
+    return string.format("redis config %s:%d/%d%s%s", c.host, c.port, c.db,
+      c.ssl and " ssl" or "", c.auth and (" user " .. c.auth.user) or "")
+  end,
+}
+
+-- "host:port", "host:port/db", "[v6]:port[/db]" or "host".
+local function parse_string(s)
+  local host, rest = s:match("^%[([^%]]+)%](.*)$")
+  if not host then
+    host, rest = s:match("^([^:/]*)(.*)$")
+  end
+  local t = { host = host }
+  if rest ~= "" then
+    local port, db = rest:match("^:(%d+)/(%d+)$")
+    if not port then port = rest:match("^:(%d+)$") end
+    if not port then
+      if rest:match("^:") then
+        return nil, "port must be an integer in 1..65535"
+      end
+      return nil, 'expected "host:port" or "host:port/db", got "' .. s .. '"'
+    end
+    t.port, t.db = tonumber(port), db and tonumber(db)
+    if math.type(t.port) ~= "integer" then
+      return nil, "port must be an integer in 1..65535"
+    end
+  end
+  return t
+end
+
+function M.normalize(config)
+  if config == nil then config = "127.0.0.1:6379" end
+  local src = config
+  if type(config) == "string" then
+    local t, err = parse_string(config)
+    if not t then return fail(err) end
+    src = t
+  elseif type(config) ~= "table" then
+    return fail('config must be nil, a "host:port[/db]" string or a table')
+  end
+  local cfg = {}
+  for _, rule in ipairs(RULES) do
+    local v = src[rule.field]
+    if v == nil then
+      if rule.required then return fail(rule.msg) end
+      cfg[rule.field] = rule.default
+    else
+      local ok = rule.check(v)
+      if ok == nil then return fail(rule.msg) end
+      cfg[rule.field] = ok
+    end
+  end
+  local ssl, err = check_ssl(src.ssl)
+  if ssl == nil then return fail(err) end
+  cfg.ssl = ssl
+  if src.auth ~= nil then
+    local auth, aerr = check_auth(src.auth)
+    if not auth then return fail(aerr) end
+    cfg.auth = auth
+  end
+  return setmetatable(cfg, CFG_MT)
+end
+
+-- FNV-1a over the AUTH identity: the pool keeps connections apart per
+-- identity without holding the password in another place.
+local function fnv1a(s)
+  local h = -3750763034362895579 -- 14695981039346656037 as a signed int
+  for i = 1, #s do
+    h = (h ~ s:byte(i)) * 1099511628211
+  end
+  return string.format("%016x", h)
+end
+
+-- host:port/db, +ssl and its identity, +the AUTH identity.
+function M.pool_key(cfg)
+  local key = string.format("%s:%d/%d", cfg.host, cfg.port, cfg.db)
+  if cfg.ssl then
+    local s = cfg.ssl
+    key = key .. string.format("+ssl(%s|%s|%s|%s|%s)", tostring(s.verify),
+      s.server_name or "", s.ca or "", s.cert or "", s.key or "")
+  end
+  if cfg.auth then
+    key = key .. "+auth(" .. cfg.auth.user .. ":"
+      .. fnv1a(cfg.auth.user .. "\0" .. cfg.auth.pass) .. ")"
+  end
+  return key
+end
+
+return M

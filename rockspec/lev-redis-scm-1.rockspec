@@ -1,0 +1,32 @@
+rockspec_format = "3.0"
+package = "lev-redis"
+version = "scm-1"
+source = {
+  url = "git+file:///work/main",
+}
+description = {
+  summary = "Asynchronous Redis client for Lua 5.4 with a C core on libuv",
+  detailed = [[
+lev-redis: RESP2/RESP3 codec, connections and a keyed connection pool in C
+on libuv, coroutine tasks (the lev runtime), TLS through OpenSSL, and a
+scriptable mock Redis server (redis.mock) for tests.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+external_dependencies = {
+  LIBUV = { header = "uv.h", library = "uv" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+}
+build = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "Release",
+    LUA_INCLUDE_DIR = "$(LUA_INCDIR)",
+    LUA_LIBDIR = "$(LIBDIR)",
+    LUADIR = "$(LUADIR)",
+    LEVR_TESTS = "OFF",
+  },
+}

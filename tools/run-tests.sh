@@ -1,0 +1,149 @@
+#!/bin/bash
+# Runs every test suite of `make test` and ends with one line
+# "N passed, N failed" (all suites summed); exits non-zero on any failure.
+#
+#   tools/run-tests.sh BUILD_DIR ASAN_BUILD_DIR
+#
+# Suites: C unit tests (ctest) on the normal and the ASan+UBSan build; busted
+# unit specs (mock server) on both builds; integration specs against a real
+# redis-server (plain and TLS) started here on free loopback ports; the
+# examples as smoke tests; the rock installed into a temporary tree; a
+# valgrind leak check of a representative spec subset.
+set -u
+BUILD=${1:-build}
+ASAN=${2:-build-asan}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+cd "$TOP" || exit 1
+WORK=$(mktemp -d /tmp/levr-test.XXXXXX)
+PASSED=0
+FAILED=0
+SERVERS=""
+
+cleanup() {
+  for d in $SERVERS; do tools/redis-server.sh stop "$d"; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+count() { # name passed failed
+  PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
+  printf '== %-34s %4d passed, %d failed\n' "$1" "$2" "$3"
+}
+
+# ctest: its summary line "N% tests passed, F tests failed out of T".
+run_ctest() { # name dir
+  local log="$WORK/$1.log" total fail
+  ctest --test-dir "$2" --output-on-failure -j2 >"$log" 2>&1
+  total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+  fail=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
+  if [ -z "$total" ]; then
+    cat "$log"; count "$1" 0 1; return
+  fi
+  [ "$fail" != 0 ] && grep -v '^ *[0-9]*/[0-9]* Test' "$log" | tail -60
+  count "$1" $((total - fail)) "$fail"
+}
+
+# busted with TAP output: count "ok" and "not ok" lines; a run that dies
+# without reporting a failure counts as one.
+run_busted() { # name [env...] -- busted args
+  local name=$1 log="$WORK/$1.log" ok nok rc; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
+  env "${envs[@]}" busted --lua=lua5.4 -o TAP "$@" >"$log" 2>&1
+  rc=$?
+  ok=$(grep -c '^ok ' "$log")
+  nok=$(grep -c '^not ok ' "$log")
+  if [ "$nok" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    grep -v '^ok ' "$log" | head -150
+    [ "$nok" -eq 0 ] && nok=1
+  fi
+  if grep -q "ERROR: AddressSanitizer\|runtime error:" "$log"; then
+    echo "sanitizer report in $name:"; grep -A20 "ERROR: AddressSanitizer\|runtime error:" "$log" | head -60
+    nok=$((nok + 1))
+  fi
+  count "$name" "$ok" "$nok"
+}
+
+start_redis() { # dir args... -> prints the port(s)
+  local out
+  out=$(tools/redis-server.sh start "$@") || { echo "cannot start redis-server" >&2; return 1; }
+  SERVERS="$SERVERS $1"
+  echo "$out"
+}
+
+ASAN_LIB=$(gcc -print-file-name=libasan.so)
+UBSAN_LIB=$(gcc -print-file-name=libubsan.so)
+ASAN_ENV=("LD_PRELOAD=$ASAN_LIB $UBSAN_LIB"
+  "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1"
+  "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1" "LEVR_BUILD=$ASAN")
+
+# 1. C unit tests.
+run_ctest "ctest" "$BUILD"
+run_ctest "ctest (asan+ubsan)" "$ASAN"
+
+# 2. Real servers for the integration specs: plain (with an ACL user) and TLS.
+REDIS_ARGS=(--user "alice on >s3cret ~* &* +@all")
+if PORT=$(start_redis "$WORK/redis" "${REDIS_ARGS[@]}"); then
+  INT_ENV=("LEVR_REDIS_PORT=$PORT" "LEVR_REDIS_USER=alice" "LEVR_REDIS_PASS=s3cret")
+else
+  INT_ENV=()
+  count "start redis-server" 0 1
+fi
+CERTS="$WORK/certs"
+if tools/make-test-certs.sh "$CERTS" >/dev/null 2>&1 &&
+   TLSPORTS=$(start_redis "$WORK/redis-tls" --port 0 --tls-port PORT2 \
+     --tls-cert-file "$CERTS/server.crt" --tls-key-file "$CERTS/server.key" \
+     --tls-ca-cert-file "$CERTS/ca.crt" --tls-auth-clients optional); then
+  INT_ENV+=("LEVR_TLS_PORT=${TLSPORTS#* }" "LEVR_TLS_CERTS=$CERTS")
+else
+  count "start TLS redis-server" 0 1
+fi
+
+# 3. busted specs: unit (mock server) and integration (real servers).
+run_busted "specs unit" "LEVR_BUILD=$BUILD" -- spec/unit
+run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- spec/integration
+run_busted "specs unit (asan+ubsan)" "${ASAN_ENV[@]}" -- spec/unit
+run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- spec/integration
+
+# 4. Examples as smoke tests, each against the real server.
+ex_ok=0; ex_fail=0
+for ex in examples/*.lua; do
+  case $ex in */mock-server.lua) continue;; esac
+  if REDIS_ADDR="127.0.0.1:${PORT:-6379}" LEVR_BUILD=$BUILD timeout 60 \
+       lua5.4 tools/run-lua.lua "$ex" >"$WORK/ex.log" 2>&1; then
+    ex_ok=$((ex_ok + 1))
+  else
+    echo "example $ex failed:"; cat "$WORK/ex.log"; ex_fail=$((ex_fail + 1))
+  fi
+done
+count "examples" "$ex_ok" "$ex_fail"
+
+# 5. The rock: installed into a fresh tree, then used by a plain lua5.4.
+if [ -f tools/test-rock.sh ]; then
+  if tools/test-rock.sh "$WORK/rocks" >"$WORK/rock.log" 2>&1; then
+    count "rock install" 1 0
+  else
+    cat "$WORK/rock.log"; count "rock install" 0 1
+  fi
+fi
+
+# 6. Leaks: valgrind over a representative subset (our code must not leak).
+if [ -f tools/valgrind-check.sh ]; then
+  if tools/valgrind-check.sh "$BUILD" "${PORT:-}" >"$WORK/vg.log" 2>&1; then
+    count "valgrind leak check" 1 0
+  else
+    tail -80 "$WORK/vg.log"; count "valgrind leak check" 0 1
+  fi
+fi
+
+# 7. Fuzzing, briefly (make fuzz runs longer).
+if [ "${LEVR_FUZZ_SECONDS:-20}" != 0 ] && command -v clang >/dev/null; then
+  if make -s fuzz FUZZ_SECONDS="${LEVR_FUZZ_SECONDS:-20}" >"$WORK/fuzz.log" 2>&1; then
+    grep '^fuzz ' "$WORK/fuzz.log"; count "fuzz (short)" 1 0
+  else
+    tail -40 "$WORK/fuzz.log"; count "fuzz (short)" 0 1
+  fi
+fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -107,8 +107,8 @@ typedef struct resp_reader {
   size_t nnodes, capnodes;
   resp_frame *stack;      /* open aggregates */
   int depth;
+  int capstack;           /* frames allocated */
   int pending_bulk;       /* 1 while waiting for a bulk payload */
-  int skip_attr;          /* internal attribute bookkeeping */
   int flags;
   int err;                /* 0 or the sticky error code */
   char errmsg[128];

@@ -11,6 +11,7 @@
  */
 #include "lev_core.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,9 @@
 
 static const char ctx_key = 'c';   /* registry: the ctx userdata */
 #define TASK_MT "lev.task"
+
+/* lev_tcp.c: 1 when the loop waits only for reads between lev.tcp streams
+ * of this process (see stall_confirmed). */
 
 /* ---- context ---------------------------------------------------------- */
 
@@ -35,6 +39,9 @@ static lev_ctx *upctx(lua_State *L) {
   return (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* ctx->running is 2 while lev.run is inside uv_run. */
+enum { RUN_IDLE = 0, RUN_TASKS = 1, RUN_POLLING = 2 };
+
 static void ready_push(lev_ctx *ctx, lev_task *t) {
   t->next_ready = NULL;
   if (ctx->ready_tail)
@@ -42,6 +49,22 @@ static void ready_push(lev_ctx *ctx, lev_task *t) {
   else
     ctx->ready_head = t;
   ctx->ready_tail = t;
+  /* A callback made a task ready: the current uv_run must not block in
+   * poll any more. (libuv 1.44 runs due timers at the top of a
+   * UV_RUN_ONCE iteration and then still polls with the next timer's
+   * timeout, which would hold the woken task until an unrelated event.) */
+  if (ctx->running == RUN_POLLING)
+    uv_stop(&ctx->loop);
+}
+
+/* uv_run from lev.run. Never outside it: a uv_stop() left over from a
+ * ready_push outside uv_run would turn the next iteration into a no-op. */
+static int loop_run(lev_ctx *ctx, uv_run_mode mode) {
+  int r;
+  ctx->running = RUN_POLLING;
+  r = uv_run(&ctx->loop, mode);
+  ctx->running = RUN_TASKS;
+  return r;
 }
 
 static void ready_remove(lev_ctx *ctx, lev_task *t) {
@@ -63,7 +86,16 @@ static void ready_remove(lev_ctx *ctx, lev_task *t) {
 
 static void on_timer_closed(uv_handle_t *h) { free(h); }
 
-static void task_free(lev_task *t) {
+static void task_close_timer(lev_task *t) {
+  if (t->timer) {
+    t->timer->data = NULL;
+    uv_close((uv_handle_t *)t->timer, on_timer_closed);
+    t->timer = NULL;
+  }
+}
+
+/* L is any live thread of the state (for the registry). */
+static void task_free(lev_task *t, lua_State *L) {
   lev_ctx *ctx = t->ctx;
   if (t->prev)
     t->prev->next = t->next;
@@ -71,12 +103,9 @@ static void task_free(lev_task *t) {
     ctx->tasks = t->next;
   if (t->next)
     t->next->prev = t->prev;
-  if (t->timer) {
-    t->timer->data = NULL;
-    uv_close((uv_handle_t *)t->timer, on_timer_closed);
-  }
+  task_close_timer(t);
   if (!ctx->closing)
-    luaL_unref(ctx->L, LUA_REGISTRYINDEX, t->thread_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->thread_ref);
   free(t);
 }
 
@@ -85,11 +114,15 @@ static int task_finished(const lev_task *t) {
 }
 
 /* Pushes a finished task's outcome onto L: true, results... or false, err.
- * Returns the number of values. */
+ * Returns the number of values. Never raises: L may be a parked thread
+ * (a joiner being woken), where an error would have nowhere to go. */
 static int task_push_outcome(lev_task *t, lua_State *L) {
   int i, n = t->state == TASK_DONE ? t->nres : 1;
-  if (!lua_checkstack(L, n + 1) || !lua_checkstack(t->co, n))
-    luaL_error(L, "lev: too many results");
+  if (!lua_checkstack(L, n + 1) || !lua_checkstack(t->co, 1)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "lev: too many results to pass on");
+    return 2;
+  }
   lua_pushboolean(L, t->state == TASK_DONE);
   for (i = 0; i < n; i++) {
     lua_pushvalue(t->co, -n + i);
@@ -103,6 +136,9 @@ static void task_finish(lev_ctx *ctx, lev_task *t, int state) {
   t->state = state;
   if (!t->daemon)
     ctx->live--;
+  /* A finished task never sleeps again: its timer goes now, not when its
+   * handle (which may be kept for a long time) is collected. */
+  task_close_timer(t);
   t->joiners = NULL;
   while (j) {
     lev_task *next = j->next_joiner;
@@ -115,7 +151,7 @@ static void task_finish(lev_ctx *ctx, lev_task *t, int state) {
     j = next;
   }
   if (!t->has_ud && (state == TASK_DONE || t->joined))
-    task_free(t);
+    task_free(t, ctx->L);
 }
 
 static void task_unjoin(lev_task *j) {
@@ -252,10 +288,19 @@ static void task_resume(lev_ctx *ctx, lev_task *t) {
     lua_xmove(ctx->L, co, 1);
     lua_remove(co, -2);
   }
-  if (lua_gettop(co) > 1) { /* keep only the error value */
-    lua_replace(co, 1);
-    lua_settop(co, 1);
-  }
+  /* A failed coroutine does not unwind its stack: close it now, so that the
+   * task's to-be-closed variables (a `local s <close> = stream`) are closed
+   * as they would be on a normal return. The error value is kept aside; an
+   * error raised by a __close handler does not replace it. */
+  lua_pushvalue(co, -1);
+  lua_xmove(co, ctx->L, 1);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+  lua_closethread(co, ctx->L);
+#else
+  lua_resetthread(co);
+#endif
+  lua_settop(co, 0);
+  lua_xmove(ctx->L, co, 1);
   t->nres = 1;
   task_finish(ctx, t, TASK_FAILED);
 }
@@ -280,6 +325,8 @@ static void api_defer(lev_ctx *ctx, lev_flush_fn fn, void *data, int *armed) {
   ctx->defer[ctx->ndefer].armed = armed;
   ctx->ndefer++;
   *armed = 1;
+  if (ctx->running == RUN_POLLING) /* asked from a callback: see ready_push */
+    uv_stop(&ctx->loop);
 }
 
 static void api_undefer(lev_ctx *ctx, void *data, int *armed) {
@@ -333,36 +380,75 @@ static const lev_api the_api = {
 
 /* ---- lev.run ---------------------------------------------------------- */
 
-static int report_unjoined(lev_ctx *ctx, lua_State *L) {
-  lev_task *t = ctx->tasks, *next;
+/* Collects the failures nobody joined: marks them joined (so they are
+ * reported once), frees the tasks no handle holds, and pushes the error
+ * value of the first of them (the oldest task) onto L. Returns how many
+ * there were; pushes nothing when none. */
+static int take_unjoined(lev_ctx *ctx, lua_State *L) {
+  lev_task *t, *next, *first = NULL;
   int n = 0;
-  for (; t; t = next) {
-    next = t->next;
-    if (t->state != TASK_FAILED || t->joined)
-      continue;
-    if (n == 0) {
-      lua_pushvalue(t->co, -1);
-      lua_xmove(t->co, L, 1);
+  for (t = ctx->tasks; t; t = t->next) {
+    if (t->state == TASK_FAILED && !t->joined) {
+      first = t; /* the list is newest first: keep the last match */
+      n++;
     }
-    n++;
-    t->joined = 1;
-    if (!t->has_ud)
-      task_free(t);
   }
   if (n == 0)
     return 0;
-  if (lua_type(L, -1) == LUA_TSTRING)
-    lua_pushfstring(L, "lev.run: %d spawned task%s failed and %s not joined; "
-                    "the first: %s", n, n > 1 ? "s" : "",
-                    n > 1 ? "were" : "was", lua_tostring(L, -1));
+  lua_pushvalue(first->co, -1);
+  lua_xmove(first->co, L, 1);
+  for (t = ctx->tasks; t; t = next) {
+    next = t->next;
+    if (t->state != TASK_FAILED || t->joined)
+      continue;
+    t->joined = 1;
+    if (!t->has_ud)
+      task_free(t, L);
+  }
   return n;
 }
+
+/* Replaces the error value on top of L by the unjoined-failure report. */
+static void format_unjoined(lua_State *L, int n, const char *prefix) {
+  const char *err = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                   : luaL_typename(L, -1);
+  lua_pushfstring(L, "%s%d spawned task%s failed and %s not joined; the "
+                  "first: %s", prefix, n, n > 1 ? "s" : "",
+                  n > 1 ? "were" : "was", err);
+  lua_remove(L, -2);
+}
+
+/* Called when the loop would block. When the only things the loop waits
+ * for are reads between two lev.tcp streams of this very process (neither
+ * side has anything in flight), nothing can ever arrive: a deadlock. A
+ * short grace poll lets bytes still in the kernel's loopback path land
+ * first. Returns 1 for a confirmed deadlock. */
+static void on_grace_timer(uv_timer_t *h) { (void)h; }
+
+static int stall_confirmed(lev_ctx *ctx) {
+  uv_timer_t *grace;
+  /* Loopback bytes are usually in the peer's socket by the time write()
+   * returns: a poll that does not block sees them. */
+  loop_run(ctx, UV_RUN_NOWAIT);
+  if (ctx->ready_head || ctx->ndefer || !lev_tcp_stalled(ctx))
+    return 0;
+  grace = (uv_timer_t *)malloc(sizeof(*grace));
+  if (!grace)
+    return 0;
+  uv_timer_init(&ctx->loop, grace);
+  uv_timer_start(grace, on_grace_timer, 50, 0);
+  loop_run(ctx, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)grace, on_timer_closed);
+  return !ctx->ready_head && ctx->ndefer == 0 && lev_tcp_stalled(ctx);
+}
+
+enum { RUN_OK, RUN_DEADLOCK, RUN_STALLED };
 
 static int l_run(lua_State *L) {
   lev_ctx *ctx = upctx(L);
   lua_State *prevL = ctx->L;
   lev_task *main_task, *t, *next;
-  int nargs, deadlock = 0, n, waiting = 0;
+  int nargs, how = RUN_OK, n, waiting = 0;
   if (ctx->running)
     return luaL_error(L, "lev.run: already running (lev.run cannot be "
                       "nested; use lev.spawn)");
@@ -371,8 +457,15 @@ static int l_run(lua_State *L) {
   ctx->L = L;
   main_task = lev_task_spawn(ctx, L, nargs, 0);
   main_task->has_ud = 1; /* pinned until we have its results */
-  ctx->running = 1;
+  ctx->running = RUN_TASKS;
   for (;;) {
+    /* Timers count from the loop's clock, which uv_run only reads when it
+     * starts an iteration: at the start of a run it may be from the last
+     * run, long ago, and lev.sleep(5) would return at once. Read it before
+     * every batch, so that a timer started in a batch counts from the
+     * batch's start (the same base for all its tasks: deadlines keep the
+     * order of the durations). */
+    uv_update_time(&ctx->loop);
     run_ready(ctx);
     run_deferred(ctx);
     if (main_task->state == TASK_FAILED)
@@ -380,19 +473,28 @@ static int l_run(lua_State *L) {
     if (main_task->state == TASK_DONE && ctx->live == 0)
       break;
     if (ctx->ready_head) {
-      uv_run(&ctx->loop, UV_RUN_NOWAIT);
+      loop_run(ctx, UV_RUN_NOWAIT);
       continue;
     }
-    if (!uv_run(&ctx->loop, UV_RUN_ONCE) && !ctx->ready_head &&
+    if (lev_tcp_stalled(ctx)) {
+      if (stall_confirmed(ctx)) {
+        how = RUN_STALLED;
+        break;
+      }
+      continue; /* the grace poll ran an iteration */
+    }
+    if (!loop_run(ctx, UV_RUN_ONCE) && !ctx->ready_head &&
         ctx->ndefer == 0) {
-      deadlock = 1;
+      how = RUN_DEADLOCK;
       break;
     }
   }
-  ctx->running = 0;
+  ctx->running = RUN_IDLE;
   /* Whatever is left (after a failure or a deadlock) is dropped, except
    * daemon tasks (servers' connection handlers), which wait for their
-   * sockets across lev.run calls. */
+   * sockets across lev.run calls. The list is newest first, so a child
+   * that lev.timeout waits for is dropped before its parent, and dropping
+   * a task never frees one that is further down the list. */
   for (t = ctx->tasks; t; t = next) {
     next = t->next;
     if (t != main_task && !t->daemon && !task_finished(t)) {
@@ -400,37 +502,59 @@ static int l_run(lua_State *L) {
       task_abandon(ctx, t);
     }
   }
-  ctx->L = prevL;
   lua_settop(L, 0);
   if (main_task->state == TASK_FAILED) {
+    /* The main task's error wins; failures nobody joined are dropped. */
+    if (take_unjoined(ctx, L))
+      lua_pop(L, 1);
     lua_pushvalue(main_task->co, -1);
     lua_xmove(main_task->co, L, 1);
     main_task->has_ud = 0;
-    task_free(main_task);
+    task_free(main_task, L);
+    ctx->L = prevL;
     return lua_error(L);
   }
-  if (deadlock) {
+  if (how != RUN_OK) {
     if (!task_finished(main_task)) {
       waiting++;
       main_task->joined = 1;
       task_abandon(ctx, main_task);
     }
     main_task->has_ud = 0;
-    task_free(main_task);
-    return luaL_error(L, "lev.run: deadlock: %d task%s waiting and nothing "
-                      "can wake %s", waiting, waiting > 1 ? "s are" : " is",
-                      waiting > 1 ? "them" : "it");
+    task_free(main_task, L);
+    lua_pushfstring(L, "lev.run: deadlock: %d task%s waiting and nothing "
+                    "can wake %s%s", waiting, waiting > 1 ? "s are" : " is",
+                    waiting > 1 ? "them" : "it", how == RUN_STALLED
+                    ? " (the only I/O left is reads between lev.tcp streams "
+                      "of this process)" : "");
+    n = take_unjoined(ctx, L);
+    if (n) {
+      format_unjoined(L, n, "; meanwhile ");
+      lua_concat(L, 2);
+    }
+    ctx->L = prevL;
+    return lua_error(L);
   }
-  if (report_unjoined(ctx, L)) {
+  n = take_unjoined(ctx, L);
+  if (n) {
+    if (lua_type(L, -1) == LUA_TSTRING)
+      format_unjoined(L, n, "lev.run: ");
     main_task->has_ud = 0;
-    task_free(main_task);
+    task_free(main_task, L);
+    ctx->L = prevL;
     return lua_error(L);
   }
   n = main_task->nres;
-  luaL_checkstack(L, n, "lev.run: too many results");
+  if (!lua_checkstack(L, n)) {
+    main_task->has_ud = 0;
+    task_free(main_task, L);
+    ctx->L = prevL;
+    return luaL_error(L, "lev.run: too many results");
+  }
   lua_xmove(main_task->co, L, n);
   main_task->has_ud = 0;
-  task_free(main_task);
+  task_free(main_task, L);
+  ctx->L = prevL;
   return n;
 }
 
@@ -509,7 +633,7 @@ static int task_gc(lua_State *L) {
     return 0;
   t->has_ud = 0;
   if (t->state == TASK_DONE || (t->state == TASK_FAILED && t->joined))
-    task_free(t);
+    task_free(t, L);
   return 0;
 }
 
@@ -558,7 +682,9 @@ static int l_now(lua_State *L) {
 }
 
 /* lev.timeout(seconds, fn, ...): fn runs as a child task that the caller
- * joins with a deadline; at the deadline the child is abandoned. */
+ * joins with a deadline; at the deadline the child is abandoned. The child
+ * has no handle: it is freed as soon as it has finished and its outcome
+ * was handed over (or it was abandoned), so timeout_k never touches it. */
 static void on_timeout_fired(uv_timer_t *h) {
   lev_task *t = (lev_task *)h->data;
   lev_task *child;
@@ -573,32 +699,33 @@ static void on_timeout_fired(uv_timer_t *h) {
 }
 
 static void cancel_timeout(lev_task *t, void *data) {
-  lev_task *child = (lev_task *)data;
+  lev_task *child = t->join_target;
+  (void)data;
   if (t->timer)
     uv_timer_stop(t->timer);
   task_unjoin(t);
-  child->has_ud = 0; /* timeout_k will not run to release it */
-  task_abandon(t->ctx, child);
+  if (child)
+    task_abandon(t->ctx, child);
 }
 
+/* The stack holds what the wake passed: true, results... or false, err
+ * (the child finished) or nil, "timeout". */
 static int timeout_k(lua_State *L, int status, lua_KContext kctx) {
   lev_ctx *ctx = upctx(L);
   lev_task *t = ctx->current;
-  lev_task *child = (lev_task *)lua_touserdata(L, 1);
-  int base = (int)kctx, n = lua_gettop(L) - base;
+  int n = lua_gettop(L);
+  (void)status;
+  (void)kctx;
   if (t && t->timer)
     uv_timer_stop(t->timer);
-  child->has_ud = 0;
-  if (task_finished(child) && (child->state == TASK_DONE || child->joined))
-    task_free(child);
-  if (n >= 1 && lua_isboolean(L, base + 1)) {
-    if (!lua_toboolean(L, base + 1)) {
-      lua_settop(L, base + 2);
+  if (n >= 1 && lua_isboolean(L, 1)) {
+    if (!lua_toboolean(L, 1)) {
+      lua_settop(L, 2);
       return lua_error(L);
     }
     return n - 1;
   }
-  return n; /* nil, "timeout" */
+  return n;
 }
 
 static int l_timeout(lua_State *L) {
@@ -610,14 +737,13 @@ static int l_timeout(lua_State *L) {
   t = lev_task_check(ctx, L, "lev.timeout");
   nargs = lua_gettop(L) - 2;
   child = lev_task_spawn(ctx, L, nargs, 0);
-  child->has_ud = 1; /* pinned until timeout_k */
   lua_settop(L, 0);
-  lua_pushlightuserdata(L, child);
   child->joiners = t;
+  t->next_joiner = NULL;
   t->join_target = child;
   uv_timer_start(task_timer(t, L), on_timeout_fired, ms, 0);
-  lev_task_park(t, cancel_timeout, child);
-  return lua_yieldk(L, 0, (lua_KContext)1, timeout_k);
+  lev_task_park(t, cancel_timeout, NULL);
+  return lua_yieldk(L, 0, 0, timeout_k);
 }
 
 /* ---- module ----------------------------------------------------------- */
@@ -646,7 +772,7 @@ static int ctx_gc(lua_State *L) {
   run_deferred(ctx);
   for (t = ctx->tasks; t; t = next) {
     next = t->next;
-    task_free(t);
+    task_free(t, L);
   }
   /* Owners closed their handles in their own __gc; let the close callbacks
    * run, then close anything left so the loop can be released. */
@@ -658,6 +784,26 @@ static int ctx_gc(lua_State *L) {
     free(ctx);
   }
   return 0;
+}
+
+/* lev._handles() -> handles, tasks: the loop's handles that are not
+ * closing, and the task structs not yet freed. Undocumented; for specs
+ * that check nothing is left behind. */
+static void walk_count(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    ++*(int *)arg;
+}
+
+static int l_handles(lua_State *L) {
+  lev_ctx *ctx = upctx(L);
+  lev_task *t;
+  int nh = 0, nt = 0;
+  uv_walk(&ctx->loop, walk_count, &nh);
+  for (t = ctx->tasks; t; t = t->next)
+    nt++;
+  lua_pushinteger(L, nh);
+  lua_pushinteger(L, nt);
+  return 2;
 }
 
 static const luaL_Reg task_methods[] = {
@@ -672,10 +818,23 @@ static const luaL_Reg lev_funcs[] = {
   {"sleep", l_sleep},
   {"now", l_now},
   {"timeout", l_timeout},
+  {"_handles", l_handles},
   {NULL, NULL}
 };
 
 LEV_EXPORT int luaopen_lev(lua_State *L);
+
+/* A write to a connection the peer has reset raises SIGPIPE, whose default
+ * action ends the process; libuv writes with write(2), which has no
+ * MSG_NOSIGNAL. Ignore it, as luasocket does, unless the host program has
+ * installed a handler of its own: the write then fails with EPIPE. */
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
 
 int luaopen_lev(lua_State *L) {
   lev_ctx *ctx;
@@ -683,6 +842,7 @@ int luaopen_lev(lua_State *L) {
   if (lua_isnil(L, -1)) {
     lev_ctx **box;
     lua_pop(L, 1);
+    ignore_sigpipe();
     ctx = (lev_ctx *)calloc(1, sizeof(*ctx));
     if (!ctx)
       return luaL_error(L, "lev: out of memory");
@@ -690,7 +850,11 @@ int luaopen_lev(lua_State *L) {
       free(ctx);
       return luaL_error(L, "lev: cannot initialise the libuv loop");
     }
-    ctx->L = L;
+    /* Outside lev.run, ctx->L is the main thread: the thread that happens
+     * to require "lev" may be a coroutine that is later collected. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    ctx->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
     box = (lev_ctx **)lua_newuserdatauv(L, sizeof(*box), 0);
     *box = ctx;
     lua_newtable(L);

@@ -60,5 +60,8 @@ void lev_task_wake(lev_task *t, int nvalues);
 lev_task *lev_task_spawn(lev_ctx *ctx, lua_State *L, int nargs, int daemon);
 
 int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx);
+/* True when the only I/O left is reads between lev.tcp streams of this
+ * process with nothing in flight: waiting would never end. */
+int lev_tcp_stalled(lev_ctx *ctx);
 
 #endif

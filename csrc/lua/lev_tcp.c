@@ -3,7 +3,13 @@
  * A stream reads only while a task waits in read(): the kernel buffers the
  * rest, so a slow reader applies back-pressure instead of growing memory.
  * Connection handlers of a server run as daemon tasks: they do not keep
- * lev.run alive, and neither does the listening socket.
+ * lev.run alive, and neither does the listening socket. A handler's stream
+ * is closed when the handler returns or fails.
+ *
+ * Established streams are kept in a per-state list and paired with their
+ * other end when that end is a stream of this process too, so that lev.run
+ * can tell a wait that nothing can ever satisfy (both ends only reading)
+ * from an ordinary network wait: see lev_tcp_stalled.
  */
 #include "lev_core.h"
 
@@ -16,9 +22,27 @@
 #define SERVER_MT "lev.tcp.server"
 #define READ_CHUNK 65536
 
-typedef struct lstream {
+static const char state_key = 't';    /* registry: the tcp_state userdata */
+static const char wrapper_key = 'w';  /* registry: the handler wrapper */
+
+typedef struct lstream lstream;
+
+/* Per lua_State; a userdata anchored in the registry (freed after every
+ * finaliser has run, so streams may unlink themselves until the end). */
+typedef struct tcp_state {
+  lstream *established;  /* open streams with known endpoints */
+  int pairs;             /* in-process connections (both ends ours) */
+} tcp_state;
+
+
+struct lstream {
   stream s;
   lev_ctx *ctx;
+  tcp_state *st;
+  lstream *prev, *next;  /* st->established, while tracked */
+  lstream *twin;         /* the other end, when it is ours too */
+  int tracked;
+  struct sockaddr_storage local, remote;
   lev_task *reader, *writer, *connector;
   int write_ref;         /* the string being written, anchored */
   int closed;            /* close() was called */
@@ -29,12 +53,12 @@ typedef struct lstream {
   int timed_out;
   uv_timer_t *timer;     /* connect deadline */
   char *rbuf;
-  char peer[64];
-} lstream;
+};
 
 typedef struct lserver {
   uv_tcp_t tcp;
   lev_ctx *ctx;
+  tcp_state *st;
   int handler_ref;
   int closed;
   int has_ud;
@@ -45,11 +69,110 @@ static lstream **check_box(lua_State *L) {
   return (lstream **)luaL_checkudata(L, 1, STREAM_MT);
 }
 
-static void ls_maybe_free(lstream *ls) {
+/* ---- pairing the two ends of an in-process connection ------------------ */
+
+static int same_addr(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family)
+    return 0;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+    const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+    return x->sin_port == y->sin_port &&
+           x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+    const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+  }
+  return 0;
+}
+
+/* Called once a stream is connected (or accepted). */
+static void ls_track(lstream *ls) {
+  int n1 = sizeof(ls->local), n2 = sizeof(ls->remote);
+  lstream *o;
+  if (ls->tracked)
+    return;
+  if (uv_tcp_getsockname(&ls->s.tcp, (struct sockaddr *)&ls->local, &n1) ||
+      uv_tcp_getpeername(&ls->s.tcp, (struct sockaddr *)&ls->remote, &n2))
+    return;
+  for (o = ls->st->established; o; o = o->next) {
+    if (!o->twin && same_addr(&o->local, &ls->remote) &&
+        same_addr(&o->remote, &ls->local)) {
+      o->twin = ls;
+      ls->twin = o;
+      ls->st->pairs++;
+      break;
+    }
+  }
+  ls->tracked = 1;
+  ls->prev = NULL;
+  ls->next = ls->st->established;
+  if (ls->next)
+    ls->next->prev = ls;
+  ls->st->established = ls;
+}
+
+static void ls_untrack(lstream *ls) {
+  if (!ls->tracked)
+    return;
+  if (ls->twin) {
+    ls->twin->twin = NULL;
+    ls->st->pairs--;
+  }
+  ls->twin = NULL;
+  if (ls->prev)
+    ls->prev->next = ls->next;
+  else
+    ls->st->established = ls->next;
+  if (ls->next)
+    ls->next->prev = ls->prev;
+  ls->tracked = 0;
+}
+
+static void count_live(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h) && uv_is_active(h) && uv_has_ref(h))
+    ++*(unsigned *)arg;
+}
+
+/* 1 when every handle that keeps the loop alive is a stream reading from
+ * another stream of this process and no request (a write, a connect, a
+ * name lookup; of any module) is in flight: then no byte can ever arrive.
+ * Free unless the process talks to itself over lev.tcp; then a walk over
+ * the handles. */
+int lev_tcp_stalled(lev_ctx *ctx) {
+  lua_State *L = ctx->L;
+  tcp_state *st;
+  lstream *ls;
+  unsigned live = 0, reading = 0;
+  if (ctx->loop.active_reqs.count != 0)
+    return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+  st = (tcp_state *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!st || st->pairs == 0)
+    return 0;
+  uv_walk(&ctx->loop, count_live, &live);
+  for (ls = st->established; ls; ls = ls->next) {
+    uv_handle_t *h = (uv_handle_t *)&ls->s.tcp;
+    if (ls->twin && !ls->twin->closed && uv_is_active(h) && uv_has_ref(h))
+      reading++;
+  }
+  return reading > 0 && reading == live;
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+/* L: any live thread of the state, for the registry. */
+static void ls_maybe_free(lstream *ls, lua_State *L) {
   if (ls->has_ud || !ls->handle_closed || ls->timer)
     return;
+  ls_untrack(ls);
   if (ls->write_ref != LUA_NOREF && !ls->ctx->closing)
-    luaL_unref(ls->ctx->L, LUA_REGISTRYINDEX, ls->write_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->write_ref);
   free(ls->rbuf);
   free(ls);
 }
@@ -57,14 +180,14 @@ static void ls_maybe_free(lstream *ls) {
 static void ls_on_closed(stream *s) {
   lstream *ls = (lstream *)s->data;
   ls->handle_closed = 1;
-  ls_maybe_free(ls);
+  ls_maybe_free(ls, ls->ctx->L);
 }
 
 static void ls_timer_closed(uv_handle_t *h) {
   lstream *ls = (lstream *)h->data;
   free(h);
   ls->timer = NULL;
-  ls_maybe_free(ls);
+  ls_maybe_free(ls, ls->ctx->L);
 }
 
 static void ls_stop_timer(lstream *ls) {
@@ -79,11 +202,12 @@ static void push_stream(lua_State *L, lstream *ls) {
   luaL_setmetatable(L, STREAM_MT);
 }
 
-static lstream *ls_new(lev_ctx *ctx) {
+static lstream *ls_new(lev_ctx *ctx, tcp_state *st) {
   lstream *ls = (lstream *)calloc(1, sizeof(*ls));
   if (!ls)
     return NULL;
   ls->ctx = ctx;
+  ls->st = st;
   ls->write_ref = LUA_NOREF;
   ls->s.data = ls;
   if (stream_init(&ctx->loop, &ls->s) != 0) {
@@ -108,6 +232,7 @@ static void ls_close(lstream *ls) {
   if (ls->closed)
     return;
   ls->closed = 1;
+  ls_untrack(ls);
   ls_stop_timer(ls);
   ls_fail_waiters(ls, "closed");
   stream_close(&ls->s, ls_on_closed);
@@ -131,6 +256,7 @@ static void ls_on_connected(stream *s, int status) {
     stream_close(s, ls_on_closed);
     return;
   }
+  ls_track(ls);
   push_stream(t->co, ls);
   lev_task_wake(t, 1);
 }
@@ -154,6 +280,7 @@ static void cancel_connect(lev_task *t, void *data) {
 
 static int l_connect(lua_State *L) {
   lev_ctx *ctx = (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+  tcp_state *st = (tcp_state *)lua_touserdata(L, lua_upvalueindex(2));
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   double timeout = 0;
@@ -165,13 +292,14 @@ static int l_connect(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_getfield(L, 3, "timeout");
     if (!lua_isnil(L, -1)) {
-      timeout = luaL_checknumber(L, -1);
-      luaL_argcheck(L, timeout > 0, 3, "timeout must be a number > 0");
+      timeout = lua_tonumber(L, -1);
+      luaL_argcheck(L, lua_type(L, -1) == LUA_TNUMBER && timeout > 0 &&
+                    timeout < 1e9, 3, "timeout must be a number > 0");
     }
     lua_pop(L, 1);
   }
   t = lev_task_check(ctx, L, "lev.tcp.connect");
-  ls = ls_new(ctx);
+  ls = ls_new(ctx, st);
   if (!ls)
     return luaL_error(L, "lev.tcp.connect: out of memory");
   r = stream_connect(&ls->s, host, (int)port, NULL, ls_on_connected);
@@ -312,7 +440,8 @@ static int ls_write(lua_State *L) {
   }
   t = lev_task_check(ls->ctx, L, "stream:write");
   if (stream_writing(&ls->s))
-    return luaL_error(L, "stream:write: another task is already writing");
+    return luaL_error(L, "stream:write: a write is already in progress "
+                      "(another task is writing, or a write was abandoned)");
   if (len == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -342,6 +471,8 @@ static int ls_close_m(lua_State *L) {
   return 1;
 }
 
+/* __gc and __close. As __close (a `local s <close>` going out of scope)
+ * another task may be parked in read: it is woken with nil, "closed". */
 static int ls_gc(lua_State *L) {
   lstream **box = check_box(L);
   lstream *ls = *box;
@@ -349,13 +480,8 @@ static int ls_gc(lua_State *L) {
   if (!ls)
     return 0;
   ls->has_ud = 0;
-  if (!ls->closed) {
-    ls->closed = 1;
-    ls_stop_timer(ls);
-    ls->reader = NULL;
-    stream_close(&ls->s, ls_on_closed);
-  }
-  ls_maybe_free(ls);
+  ls_close(ls);
+  ls_maybe_free(ls, L);
   return 0;
 }
 
@@ -414,12 +540,12 @@ static void srv_on_closed(uv_handle_t *h) {
   srv_maybe_free(srv);
 }
 
-static void srv_close(lserver *srv) {
+static void srv_close(lserver *srv, lua_State *L) {
   if (srv->closed)
     return;
   srv->closed = 1;
   if (!srv->ctx->closing)
-    luaL_unref(srv->ctx->L, LUA_REGISTRYINDEX, srv->handler_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, srv->handler_ref);
   srv->handler_ref = LUA_NOREF;
   uv_close((uv_handle_t *)&srv->tcp, srv_on_closed);
 }
@@ -431,7 +557,7 @@ static void srv_on_connection(uv_stream_t *h, int status) {
   lstream *ls;
   if (status != 0 || srv->closed || ctx->closing)
     return;
-  ls = ls_new(ctx);
+  ls = ls_new(ctx, srv->st);
   if (!ls)
     return;
   if (stream_accept(h, &ls->s) != 0) {
@@ -439,9 +565,11 @@ static void srv_on_connection(uv_stream_t *h, int status) {
     stream_close(&ls->s, ls_on_closed);
     return;
   }
+  ls_track(ls);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &wrapper_key);
   lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
   push_stream(L, ls);
-  lev_task_spawn(ctx, L, 1, 1);
+  lev_task_spawn(ctx, L, 2, 1);
 }
 
 static int resolve_bind(lua_State *L, const char *host, int port,
@@ -490,6 +618,7 @@ static int l_listen(lua_State *L) {
   if (!srv)
     return luaL_error(L, "lev.tcp.listen: out of memory");
   srv->ctx = ctx;
+  srv->st = (tcp_state *)lua_touserdata(L, lua_upvalueindex(2));
   srv->handler_ref = LUA_NOREF;
   uv_tcp_init(&ctx->loop, &srv->tcp);
   srv->tcp.data = srv;
@@ -536,7 +665,7 @@ static int srv_port(lua_State *L) {
 static int srv_close_m(lua_State *L) {
   lserver *srv = *check_srv(L);
   if (srv)
-    srv_close(srv);
+    srv_close(srv, L);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -548,7 +677,7 @@ static int srv_gc(lua_State *L) {
   if (!srv)
     return 0;
   srv->has_ud = 0;
-  srv_close(srv);
+  srv_close(srv, L);
   srv_maybe_free(srv);
   return 0;
 }
@@ -584,15 +713,39 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
   lua_pop(L, 1);
 }
 
+/* Runs a connection handler; the to-be-closed variable closes the stream
+ * when the handler returns, fails (lev closes a failed task's stack) or is
+ * abandoned. */
+static const char wrapper_src[] =
+  "local handler, stream = ...\n"
+  "local guard <close> = stream\n"
+  "return handler(stream)\n";
+
 int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx) {
+  tcp_state *st;
   new_class(L, STREAM_MT, stream_methods, ls_gc, ls_tostring);
   new_class(L, SERVER_MT, server_methods, srv_gc, srv_tostring);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+  st = (tcp_state *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!st) {
+    st = (tcp_state *)lua_newuserdatauv(L, sizeof(*st), 0);
+    st->established = NULL;
+    st->pairs = 0;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+    if (luaL_loadbuffer(L, wrapper_src, sizeof(wrapper_src) - 1,
+                        "=lev.tcp.listen handler") != LUA_OK)
+      return lua_error(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &wrapper_key);
+  }
   lua_newtable(L);
   lua_pushlightuserdata(L, ctx);
-  lua_pushcclosure(L, l_connect, 1);
+  lua_pushlightuserdata(L, st);
+  lua_pushcclosure(L, l_connect, 2);
   lua_setfield(L, -2, "connect");
   lua_pushlightuserdata(L, ctx);
-  lua_pushcclosure(L, l_listen, 1);
+  lua_pushlightuserdata(L, st);
+  lua_pushcclosure(L, l_listen, 2);
   lua_setfield(L, -2, "listen");
   return 1;
 }

@@ -91,7 +91,7 @@ static void on_reopened(uv_handle_t *h) {
 }
 
 static void try_next_address(stream *s) {
-  while (s->next_addr) {
+  if (s->next_addr) {
     struct addrinfo *ai = s->next_addr;
     int r;
     s->next_addr = ai->ai_next;
@@ -99,6 +99,13 @@ static void try_next_address(stream *s) {
     if (r == 0)
       return;
     s->last_err = r;
+    if (s->next_addr) {
+      /* libuv keeps the socket it made for this address (of its family);
+       * the next address needs a fresh one. */
+      s->flags |= S_REOPENING;
+      uv_close((uv_handle_t *)&s->tcp, on_reopened);
+      return;
+    }
   }
   connect_done(s, s->last_err ? s->last_err : UV_ECONNREFUSED);
 }
@@ -417,6 +424,8 @@ int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb) {
     return UV_ECANCELED;
   if (s->flags & S_WRITING)
     return UV_EBUSY;
+  if (n > 0x7fffffffu)
+    return UV_E2BIG; /* libuv buffers hold unsigned int lengths */
   if (s->tls) {
     size_t len;
     const char *c;
@@ -442,7 +451,7 @@ int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb) {
   } else {
     b = uv_buf_init((char *)p, (unsigned)n);
     r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-    if (r == (int)n)
+    if (r >= 0 && (size_t)r == n)
       return 1;
     if (r == UV_EAGAIN)
       r = 0;
@@ -514,6 +523,10 @@ void stream_close(stream *s, stream_close_cb cb) {
   }
   if (s->flags & S_REOPENING)
     return; /* on_reopened finishes */
+  if (s->flags & S_CLOSED) { /* the handle was never reopened */
+    stream_try_finish_close(s);
+    return;
+  }
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 

@@ -251,8 +251,8 @@ static conn_slot *route(conn *c, const resp_reply *r) {
 
 static void deliver(conn *c) {
   resp_reply r;
-  int st;
-  while (!(c->flags & CONN_CLOSING) &&
+  int st = RESP_AGAIN;
+  while (!(c->flags & (CONN_CLOSING | CONN_PAUSED)) &&
          (st = resp_reader_next(&c->rd, &r)) == RESP_OK) {
     conn_slot *s = route(c, &r);
     if (!s) {
@@ -273,11 +273,14 @@ static void deliver(conn *c) {
       conn_arm_timer(c);
       c->cb->on_reply(c, &done, &r);
     } else {
-      c->cb->on_reply(c, s, &r);
+      /* The callback may queue or fail commands, which moves or pops the
+       * slots: it gets a copy, and the slot is updated first. */
+      conn_slot cur = *s;
       s->received++;
+      c->cb->on_reply(c, &cur, &r);
     }
   }
-  if (!(c->flags & CONN_CLOSING) && st < 0) {
+  if (!(c->flags & (CONN_CLOSING | CONN_PAUSED)) && st < 0) {
     conn_fail(c, CONN_EPROTO, resp_reader_error(&c->rd));
     return;
   }

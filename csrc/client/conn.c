@@ -159,10 +159,11 @@ static void on_deadline(uv_timer_t *t) {
 void conn_wait_timer(conn *c, int on) {
   if (c->timeout <= 0 || c->count > 0 || (c->flags & CONN_CLOSING))
     return;
-  if (on)
+  if (on) {
+    uv_update_time(c->loop);
     uv_timer_start(&c->timer, on_deadline,
                    (uint64_t)(c->timeout * 1000 + 0.5), 0);
-  else
+  } else
     uv_timer_stop(&c->timer);
 }
 
@@ -183,6 +184,10 @@ static void conn_arm_timer(conn *c) {
     return;
   }
   secs = c->timeout + h->block;
+  /* The loop's cached time is as old as the last poll: a task that ran
+   * for a while before this command would otherwise get less than its
+   * timeout. */
+  uv_update_time(c->loop);
   uv_timer_start(&c->timer, on_deadline, (uint64_t)(secs * 1000 + 0.5), 0);
 }
 
@@ -223,16 +228,44 @@ static int pubsub_kind(const resp_reply *r) {
   return KIND_OTHER;
 }
 
+/* A confirmation's third element is how many subscriptions of its family
+ * (channels and patterns, or shard channels) are left. The connection is
+ * in pub/sub mode while either is non-zero; once both are zero, replies
+ * that look like pub/sub (an LRANGE giving "message", ...) are ordinary
+ * replies again. CONN_DIRTY stays: such a connection is never pooled. */
+static void track_subscriptions(conn *c, const resp_reply *r) {
+  const resp_node *k = &r->nodes[1];
+  const char *p = r->base + k->off;
+  int bit;
+  if (r->nodes->len < 3 || r->nodes[3].type != RESP_INTEGER)
+    return;
+  bit = str_ieq(p, (size_t)k->len, "ssubscribe") ||
+                str_ieq(p, (size_t)k->len, "sunsubscribe")
+            ? CONN_SUB_SHARDS : CONN_SUB_CHANNELS;
+  if (r->nodes[3].v.i > 0)
+    c->flags |= bit | CONN_SUBSCRIBED;
+  else
+    c->flags &= ~bit;
+  if (!(c->flags & (CONN_SUB_CHANNELS | CONN_SUB_SHARDS)))
+    c->flags &= ~CONN_SUBSCRIBED;
+}
+
 /* Decides who a reply belongs to: the head slot, or read(). */
 static conn_slot *route(conn *c, const resp_reply *r) {
   conn_slot *h = slot_head(c);
   int kind;
-  if (!(c->flags & CONN_SUBSCRIBED) && r->nodes->type != RESP_PUSH)
+  if (r->nodes->type == RESP_PUSH)
+    c->flags |= CONN_PUSHES;
+  else if (c->flags & CONN_PUSHES)
+    return h; /* RESP3: pub/sub data comes as pushes only */
+  if (!(c->flags & CONN_SUBSCRIBED) && r->nodes->type != RESP_PUSH &&
+      !(h && h->subscribe) && c->sub_extra == 0)
     return h;
   kind = pubsub_kind(r);
   if (kind == KIND_MESSAGE)
     return NULL;
   if (kind == KIND_CONFIRM) {
+    track_subscriptions(c, r);
     if (c->sub_extra > 0) {
       c->sub_extra--;
       return NULL;
@@ -409,8 +442,10 @@ int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
     return r;
   }
   c->timeout = timeout;
-  if (timeout > 0)
+  if (timeout > 0) {
+    uv_update_time(c->loop);
     uv_timer_start(&c->timer, on_connect_deadline,
                    (uint64_t)(timeout * 1000 + 0.5), 0);
+  }
   return 0;
 }

@@ -68,7 +68,13 @@ enum conn_flags {
   CONN_WATCH = 1 << 5,
   CONN_SUBSCRIBED = 1 << 6,
   CONN_POOLED = 1 << 7,     /* idle in a pool */
-  CONN_PAUSED = 1 << 8      /* reading paused: read() queue is full */
+  CONN_PAUSED = 1 << 8,     /* reading paused: read() queue is full */
+  /* Pub/sub bookkeeping from the server's confirmations (conn.c route):
+   * RESP3 pushes seen (then only pushes are out of band), channels or
+   * patterns subscribed, shard channels subscribed. */
+  CONN_PUSHES = 1 << 9,
+  CONN_SUB_CHANNELS = 1 << 10,
+  CONN_SUB_SHARDS = 1 << 11
 };
 
 struct conn {

@@ -2,6 +2,7 @@
 #include "conn.h"
 
 #include <ctype.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,18 @@ conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
 }
 
 const char *conn_error(const conn *c) { return c->errmsg; }
+
+int conn_idle_usable(conn *c) {
+  uv_os_fd_t fd;
+  struct pollfd p;
+  if (c->flags & (CONN_BROKEN | CONN_CLOSING) ||
+      uv_fileno((const uv_handle_t *)&c->s.tcp, &fd) != 0)
+    return 0;
+  p.fd = fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, 0) == 0;
+}
 
 /* ---- slots ------------------------------------------------------------ */
 
@@ -129,6 +142,7 @@ void conn_fail(conn *c, int err, const char *msg) {
     return;
   if (!(c->flags & CONN_BROKEN)) {
     c->flags |= CONN_BROKEN;
+    c->errcode = err;
     snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg);
   }
   fail_slots(c, err, msg);
@@ -284,7 +298,7 @@ static conn_slot *route(conn *c, const resp_reply *r) {
 
 static void deliver(conn *c) {
   resp_reply r;
-  int st = RESP_AGAIN;
+  int st = RESP_AGAIN, partial = 0;
   while (!(c->flags & (CONN_CLOSING | CONN_PAUSED)) &&
          (st = resp_reader_next(&c->rd, &r)) == RESP_OK) {
     conn_slot *s = route(c, &r);
@@ -310,9 +324,14 @@ static void deliver(conn *c) {
        * slots: it gets a copy, and the slot is updated first. */
       conn_slot cur = *s;
       s->received++;
+      partial = 1;
       c->cb->on_reply(c, &cur, &r);
     }
   }
+  /* Each reply restarts the clock, also one of the many a pipeline waits
+   * for: the timeout bounds every wait, not the whole pipeline. */
+  if (partial && !(c->flags & CONN_CLOSING))
+    conn_arm_timer(c);
   if (!(c->flags & (CONN_CLOSING | CONN_PAUSED)) && st < 0) {
     conn_fail(c, CONN_EPROTO, resp_reader_error(&c->rd));
     return;

@@ -97,6 +97,7 @@ struct conn {
   size_t head, count, cap;
   uint32_t sub_extra;      /* confirmations owed to read() */
   char errmsg[256];
+  int errcode;             /* the conn_err that broke it, or 0 */
   /* pool bookkeeping (pool.c) */
   pool *pool;
   struct conn *pool_prev, *pool_next;
@@ -138,5 +139,9 @@ void conn_pause(conn *c, int on);
 /* Idle (pooled) connections do not keep the loop alive. */
 void conn_ref(conn *c, int on);
 const char *conn_error(const conn *c);
+/* For a connection leaving the pool: 0 when its socket already has
+ * something to read (the server closed it, or sent what nobody asked for)
+ * that the loop has not seen yet; then it must not be handed out. */
+int conn_idle_usable(conn *c);
 
 #endif

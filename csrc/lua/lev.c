@@ -671,6 +671,9 @@ static int l_sleep(lua_State *L) {
   lev_ctx *ctx = upctx(L);
   uint64_t ms = check_ms(L, 1);
   lev_task *t = lev_task_check(ctx, L, "lev.sleep");
+  /* The task may have run for a while since the batch began: the sleep
+   * counts from now. */
+  uv_update_time(&ctx->loop);
   uv_timer_start(task_timer(t, L), on_sleep_done, ms, 0);
   lev_task_park(t, cancel_sleep, NULL);
   return lua_yield(L, 0);
@@ -741,6 +744,7 @@ static int l_timeout(lua_State *L) {
   child->joiners = t;
   t->next_joiner = NULL;
   t->join_target = child;
+  uv_update_time(&ctx->loop);
   uv_timer_start(task_timer(t, L), on_timeout_fired, ms, 0);
   lev_task_park(t, cancel_timeout, NULL);
   return lua_yieldk(L, 0, 0, timeout_k);

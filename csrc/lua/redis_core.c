@@ -214,7 +214,7 @@ static void cb_close(conn *c) {
     return;
   lc->c = NULL;
   wake_reader(lc, c->errmsg[0] ? c->errmsg : "closed",
-              c->errmsg[0] ? "io" : "closed");
+              c->errmsg[0] ? category_name(c->errcode) : "closed");
 }
 
 static const conn_callbacks callbacks = {
@@ -247,12 +247,18 @@ static int name_is(const char *p, size_t n, const char *upper) {
   return upper[n] == 0;
 }
 
+/* Seconds a blocking command may wait: 0 for none (the server rejects
+ * what is not a number >= 0), -1 for forever (0, or more than ~30 years,
+ * which also keeps the deadline within the timer's range; the server
+ * rejects the huge ones). */
 static double arg_seconds(lua_State *L, int idx, double scale) {
   int ok = 0;
   double v = (double)lua_tonumberx(L, idx, &ok);
-  if (!ok || v < 0)
+  if (!ok || !(v >= 0))
     return 0;
-  return v == 0 ? -1 : v * scale; /* 0: the command may block forever */
+  if (v == 0 || v * scale > 1e9)
+    return -1;
+  return v * scale;
 }
 
 /* Tracks what a command does to the session (for pooling and pub/sub
@@ -368,11 +374,12 @@ static void cancel_slot(lev_task *t, void *data) {
   conn_abandon((conn *)data, t);
 }
 
-static int bad_arg(lua_State *L, buf *b, size_t mark, int idx,
+/* argn counts the command name as argument #1; idx is the stack slot. */
+static int bad_arg(lua_State *L, buf *b, size_t mark, int argn, int idx,
                    const char *what) {
   b->len = mark;
   return luaL_error(L, "%s: argument #%d must be a string or a number, got "
-                    "%s", what, idx, luaL_typename(L, idx));
+                    "%s", what, argn, luaL_typename(L, idx));
 }
 
 /* cmd(self, name, ...) and the method sugar (name in upvalue 2). */
@@ -404,7 +411,7 @@ static int do_cmd(lua_State *L, int sugar) {
   for (i = first; i <= top; i++) {
     int r = encode_arg(L, b, i);
     if (r > 0)
-      return bad_arg(L, b, mark, i - first + 2, "redis: cmd");
+      return bad_arg(L, b, mark, i - first + 2, i, "redis: cmd");
     if (r < 0)
       goto nomem;
   }
@@ -430,6 +437,26 @@ nomem:
 static int l_cmd(lua_State *L) { return do_cmd(L, 0); }
 static int l_sugar(lua_State *L) { return do_cmd(L, 1); }
 
+/* The pub/sub commands whose confirmations are routed by count: they
+ * cannot share a pipeline slot with other replies. */
+static int is_pubsub(const char *p, size_t n) {
+  return name_is(p, n, "SUBSCRIBE") || name_is(p, n, "PSUBSCRIBE") ||
+         name_is(p, n, "SSUBSCRIBE") || name_is(p, n, "UNSUBSCRIBE") ||
+         name_is(p, n, "PUNSUBSCRIBE") || name_is(p, n, "SUNSUBSCRIBE");
+}
+
+/* Raises the message on top of the stack after undoing what the pipeline
+ * did so far: its encoded bytes and the session flags its commands set
+ * (an EXEC before a bad argument must not clear MULTI). */
+static int pipe_raise(lua_State *L, conn *c, size_t mark, int flags) {
+  conn_outbuf(c)->len = mark;
+  c->flags = flags;
+  luaL_where(L, 1);
+  lua_insert(L, -2);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 static int l_pipeline(lua_State *L) {
   lclient *lc = check_client(L);
   rctx *rc = lc->rc;
@@ -440,6 +467,7 @@ static int l_pipeline(lua_State *L) {
   conn_slot *s;
   buf *b;
   double block = 0;
+  int flags;
   if (lua_isnoneornil(L, 2)) {
     lua_newtable(L);
     return 1;
@@ -458,21 +486,29 @@ static int l_pipeline(lua_State *L) {
   lua_settop(L, 2);
   b = conn_outbuf(c);
   mark = b->len;
+  flags = c->flags;
   for (i = 1; i <= n; i++) {
     lua_Integer argc, k;
     conn_slot probe;
     size_t namelen;
     const char *name;
     if (lua_rawgeti(L, 2, i) != LUA_TTABLE) {
-      b->len = mark;
-      return luaL_error(L, "redis: pipeline: command #%d must be a table "
-                        "of arguments, got %s", (int)i, luaL_typename(L, -1));
+      lua_pushfstring(L, "redis: pipeline: command #%d must be a table of "
+                      "arguments, got %s", (int)i, luaL_typename(L, -1));
+      return pipe_raise(L, c, mark, flags);
     }
     argc = (lua_Integer)lua_rawlen(L, 3);
     if (argc == 0 || lua_rawgeti(L, 3, 1) != LUA_TSTRING) {
-      b->len = mark;
-      return luaL_error(L, "redis: pipeline: command #%d has no command "
-                        "name", (int)i);
+      lua_pushfstring(L, "redis: pipeline: command #%d has no command name",
+                      (int)i);
+      return pipe_raise(L, c, mark, flags);
+    }
+    name = lua_tolstring(L, 4, &namelen);
+    if (is_pubsub(name, namelen)) {
+      lua_pushfstring(L, "redis: pipeline: command #%d: %s cannot be "
+                      "pipelined (use cmd, then read for the rest)", (int)i,
+                      name);
+      return pipe_raise(L, c, mark, flags);
     }
     lua_pop(L, 1);
     if (resp_encode_array_header(b, argc))
@@ -482,20 +518,25 @@ static int l_pipeline(lua_State *L) {
       lua_rawgeti(L, 3, k);
       r = encode_arg(L, b, 4);
       if (r > 0) {
-        b->len = mark;
-        return luaL_error(L, "redis: pipeline: command #%d: argument #%d "
-                          "must be a string or a number, got %s", (int)i,
-                          (int)k, luaL_typename(L, 4));
+        lua_pushfstring(L, "redis: pipeline: command #%d: argument #%d "
+                        "must be a string or a number, got %s", (int)i,
+                        (int)k, luaL_typename(L, 4));
+        return pipe_raise(L, c, mark, flags);
       }
       if (r < 0)
         goto nomem;
       lua_pop(L, 1);
     }
-    /* Session tracking for every command of the pipeline. */
+    /* Session tracking for every command of the pipeline, whatever its
+     * length (WATCH k1 .. k9 must still keep the connection out of the
+     * pool). A command too long for the stack is not tracked, so the
+     * connection is never pooled. */
     lua_rawgeti(L, 3, 1);
     name = lua_tolstring(L, -1, &namelen);
     memset(&probe, 0, sizeof(probe));
-    if (argc <= 8) {
+    if (argc > 8 && (argc > 0x7fffff || !lua_checkstack(L, (int)argc))) {
+      c->flags |= CONN_DIRTY;
+    } else {
       for (k = 2; k <= argc; k++)
         lua_rawgeti(L, 3, k);
       classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
@@ -509,6 +550,7 @@ static int l_pipeline(lua_State *L) {
   s = conn_push_slot(c);
   if (!s) {
     b->len = mark;
+    c->flags = flags;
     return push_fail(L, "too many pending commands on this connection",
                      "limit");
   }
@@ -525,6 +567,7 @@ static int l_pipeline(lua_State *L) {
   return lua_yield(L, 0);
 nomem:
   b->len = mark;
+  c->flags = flags;
   return luaL_error(L, "redis: pipeline: out of memory");
 }
 
@@ -653,7 +696,11 @@ static int l_take(lua_State *L) {
   conn *c;
   rc->api->check(rc->lctx, L, "redis.connect");
   uv_update_time(rc->loop);
-  c = pool_take(&rc->pool, key, uv_now(rc->loop), &idle);
+  /* A connection whose socket is readable was closed by the server (or
+   * got what nobody asked for) after the loop last looked: drop it. */
+  while ((c = pool_take(&rc->pool, key, uv_now(rc->loop), &idle)) &&
+         !conn_idle_usable(c))
+    conn_close(c);
   if (!c)
     return 0;
   lc = new_client(L, rc);
@@ -689,33 +736,47 @@ static int l_ready(lua_State *L) {
   return 0;
 }
 
-static void client_release(lclient *lc, int keep) {
+/* keep: pool the connection if it is clean. wake: commands that other
+ * tasks still have pending fail with "closed" now (close() from a task);
+ * __gc passes 0, as no task can be waiting on a client it cannot reach. */
+static void client_release(lclient *lc, int keep, int wake) {
   conn *c = lc->c;
   rctx *rc = lc->rc;
   if (!c)
     return;
   lc->c = NULL;
-  c->data = NULL;
   wake_reader(lc, "closed", "closed");
   queue_release(lc);
-  if (keep && lc->ready && lc->key && conn_clean(c) &&
-      pool_put(&rc->pool, c, lc->key, pool_max()) == 0)
-    return;
-  conn_close(c);
+  if (keep && lc->ready && lc->key && conn_clean(c)) {
+    c->data = NULL;
+    if (pool_put(&rc->pool, c, lc->key, pool_max()) == 0)
+      return;
+  }
+  if (!wake)
+    c->data = NULL;
+  conn_close(c); /* fails the pending slots through cb_fail */
+  c->data = NULL;
 }
 
 static int l_close(lua_State *L) {
   lclient *lc = check_client(L);
-  client_release(lc, !lua_toboolean(L, 2));
+  client_release(lc, !lua_toboolean(L, 2), 1);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int client_gc(lua_State *L) {
   lclient *lc = check_client(L);
-  client_release(lc, 0);
+  client_release(lc, 0, 0);
   free(lc->key);
   lc->key = NULL;
+  return 0;
+}
+
+/* __close (a `local c <close>` leaving scope, in a task): like close(true),
+ * so other tasks' pending commands fail with "closed" instead of hanging. */
+static int client_tbc_close(lua_State *L) {
+  client_release(check_client(L), 0, 1);
   return 0;
 }
 
@@ -916,7 +977,7 @@ int luaopen_redis_core(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, client_gc);
     lua_setfield(L, mt, "__gc");
-    lua_pushcfunction(L, client_gc);
+    lua_pushcfunction(L, client_tbc_close);
     lua_setfield(L, mt, "__close");
     lua_pushcfunction(L, client_tostring);
     lua_setfield(L, mt, "__tostring");

@@ -19,9 +19,6 @@ local PREFIX = string.format("levr:fault:%d:%d:", os.time(),
 
 local function key(name) return PREFIX .. name end
 
--- Specs that show a known bug are pending; LEVR_RUN_BUGS=1 runs them (and
--- they fail until the bug is fixed).
-local RUN_BUGS = os.getenv("LEVR_RUN_BUGS") == "1"
 
 -- ---- running a spec body ---------------------------------------------
 
@@ -642,13 +639,6 @@ describe("faults: a server that never answers:", function()
 
   it("keeps the clock running while a long pipeline's replies trickle in, "
      .. "as each reply restarts it", function()
-    if not RUN_BUGS then
-      pending("BUG: conn.c deliver() re-arms the timeout only when a whole "
-        .. "slot completes; a pipeline slot gets one deadline for all its "
-        .. "replies, so a 10,000-command pipeline whose replies stream for "
-        .. "longer than cfg.timeout fails with 'timeout' (README: the clock "
-        .. "restarts as each reply arrives)")
-    end
     with_proxy({ split = 1, timeout = 0.3 }, function(p, cfg)
       local c = assert(redis.connect(cfg))
       local cmds = {}
@@ -755,13 +745,6 @@ describe("faults: server restarted while connections sit in the pool:",
 
   it("does not hand out a pooled connection that the server closed before "
      .. "the loop could notice", function()
-    if not RUN_BUGS then
-      pending("BUG: redis.connect / core.take (redis_core.c l_take, pool.c "
-        .. "pool_take) hands out a pooled connection idle < 5 s without "
-        .. "checking it; when the server closed it and the loop has not run "
-        .. "since, the caller's first command fails with 'connection closed "
-        .. "by server'")
-    end
     lev.run(function()
       local cfg = { host = HOST, port = own.port, timeout = 1 }
       fill_pool(cfg, 3)
@@ -820,11 +803,6 @@ describe("faults: read() on a subscription whose connection fails:",
          function()
   it("returns nil, 'connection closed by server' and category eof when the "
      .. "connection drops", function()
-    if not RUN_BUGS then
-      pending("BUG: redis_core.c cb_close wakes a waiting read() with "
-        .. "category 'io' whatever the failure (EOF here; 'protocol' for "
-        .. "garbage); README's table says eof / protocol")
-    end
     with_proxy({}, function(p, cfg)
       local s = assert(redis.connect(cfg))
       assert.is_table(s:cmd("SUBSCRIBE", key("rc")))

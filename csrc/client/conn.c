@@ -27,7 +27,7 @@ conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
   c->loop = loop;
   c->cb = cb;
   c->data = data;
-  c->max_pending = 1000000;
+  c->max_pending = CONN_MAX_PENDING;
   c->s.data = c;
   if (stream_init(loop, &c->s) != 0) {
     free(c);
@@ -36,12 +36,18 @@ conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   resp_reader_init(&c->rd, lim, 0);
+  if (!lim)
+    c->rd.lim.max_reply = CONN_MAX_REPLY;
   buf_init(&c->out[0]);
   buf_init(&c->out[1]);
   return c;
 }
 
 const char *conn_error(const conn *c) { return c->errmsg; }
+
+void conn_set_max_reply(conn *c, size_t bytes) {
+  c->rd.lim.max_reply = bytes;
+}
 
 int conn_idle_usable(conn *c) {
   uv_os_fd_t fd;

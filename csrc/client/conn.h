@@ -27,6 +27,13 @@
 typedef struct conn conn;
 typedef struct pool pool;
 
+/* Default caps: pending slots (a command or a whole pipeline each) and the
+ * wire size of one reply. Exceeding the first refuses the command with
+ * "too many pending commands on this connection"; the second fails the
+ * connection with "protocol error: reply too large". */
+#define CONN_MAX_PENDING 100000
+#define CONN_MAX_REPLY ((size_t)1 << 30)
+
 enum conn_slot_kind { SLOT_CMD = 1, SLOT_PIPELINE };
 
 typedef struct conn_slot {
@@ -139,6 +146,8 @@ void conn_pause(conn *c, int on);
 /* Idle (pooled) connections do not keep the loop alive. */
 void conn_ref(conn *c, int on);
 const char *conn_error(const conn *c);
+/* Caps the wire size of one reply (the reader's max_reply). */
+void conn_set_max_reply(conn *c, size_t bytes);
 /* For a connection leaving the pool: 0 when its socket already has
  * something to read (the server closed it, or sent what nobody asked for)
  * that the loop has not seen yet; then it must not be handed out. */

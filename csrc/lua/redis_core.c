@@ -727,9 +727,17 @@ static int l_ready(lua_State *L) {
   lc->key = strdup(key);
   lc->ready = 1;
   if (lc->c && lua_istable(L, 3)) {
+    /* This caller's limits, also on a connection taken from the pool. */
+    conn *c = lc->c;
     lua_getfield(L, 3, "timeout");
-    lc->c->timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
-    lua_pop(L, 1);
+    c->timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_getfield(L, 3, "max_pending");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
+      c->max_pending = (size_t)lua_tointeger(L, -1);
+    lua_getfield(L, 3, "max_reply");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
+      conn_set_max_reply(c, (size_t)lua_tointeger(L, -1));
+    lua_pop(L, 3);
   }
   lua_settop(L, 3);
   lua_setiuservalue(L, 1, 1);

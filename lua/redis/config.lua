@@ -40,6 +40,18 @@ local RULES = {
       local n = integral(v)
       if n and n >= 0 then return n end
     end },
+  { field = "max_pending", default = 100000,
+    msg = "max_pending must be an integer >= 1",
+    check = function(v)
+      local n = integral(v)
+      if n and n >= 1 then return n end
+    end },
+  { field = "max_reply", default = 1 << 30,
+    msg = "max_reply must be an integer >= 1 (bytes)",
+    check = function(v)
+      local n = integral(v)
+      if n and n >= 1 then return n end
+    end },
   { field = "timeout",
     msg = "timeout must be a number > 0 (seconds)",
     check = function(v)

@@ -239,13 +239,21 @@ static int encode_arg(lua_State *L, buf *b, int idx) {
   }
 }
 
-static int name_is(const char *p, size_t n, const char *upper) {
+/* ASCII only: command names are ASCII, and the C library's toupper is a
+ * locale lookup per character. */
+static int upper_ascii(int c) { return c >= 'a' && c <= 'z' ? c - 32 : c; }
+
+static int name_eq(const char *p, const char *upper, size_t n) {
   size_t i;
   for (i = 0; i < n; i++)
-    if (!upper[i] || toupper((unsigned char)p[i]) != upper[i])
+    if (upper_ascii((unsigned char)p[i]) != upper[i])
       return 0;
-  return upper[n] == 0;
+  return 1;
 }
+
+/* Case-insensitive p[0..n) == upper, the length compared first. */
+#define name_is(p, n, upper) \
+  ((n) == sizeof(upper) - 1 && name_eq((p), (upper), sizeof(upper) - 1))
 
 /* Seconds a blocking command may wait: 0 for none (the server rejects
  * what is not a number >= 0), -1 for forever (0, or more than ~30 years,
@@ -365,6 +373,30 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
     if (name_is(name, n, "QUIT"))
       c->flags |= CONN_DIRTY;
     break;
+  }
+}
+
+/* Could classify() do anything for this name? Cheap enough to run on
+ * every command of a pipeline. */
+static int classify_relevant(const char *name, size_t n) {
+  if (n < 4 || n > 12)
+    return 0;
+  switch (toupper((unsigned char)name[0])) {
+  case 'A': case 'B': case 'C': case 'D': case 'E': case 'H': case 'M':
+  case 'P': case 'Q': case 'R': case 'S': case 'U': case 'W': case 'X':
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* Does classify() read the arguments themselves (not just count them)? */
+static int classify_needs_args(const char *name) {
+  switch (toupper((unsigned char)name[0])) {
+  case 'B': case 'C': case 'W': case 'X':
+    return 1;
+  default:
+    return 0;
   }
 }
 
@@ -510,17 +542,17 @@ static int l_pipeline(lua_State *L) {
                       name);
       return pipe_raise(L, c, mark, flags);
     }
-    lua_pop(L, 1);
-    if (resp_encode_array_header(b, argc))
+    if (resp_encode_array_header(b, argc) ||
+        resp_encode_bulk(b, name, namelen))
       goto nomem;
-    for (k = 1; k <= argc; k++) {
+    for (k = 2; k <= argc; k++) {
       int r;
       lua_rawgeti(L, 3, k);
-      r = encode_arg(L, b, 4);
+      r = encode_arg(L, b, 5);
       if (r > 0) {
         lua_pushfstring(L, "redis: pipeline: command #%d: argument #%d "
                         "must be a string or a number, got %s", (int)i,
-                        (int)k, luaL_typename(L, 4));
+                        (int)k, luaL_typename(L, 5));
         return pipe_raise(L, c, mark, flags);
       }
       if (r < 0)
@@ -531,15 +563,21 @@ static int l_pipeline(lua_State *L) {
      * length (WATCH k1 .. k9 must still keep the connection out of the
      * pool). A command too long for the stack is not tracked, so the
      * connection is never pooled. */
-    lua_rawgeti(L, 3, 1);
-    name = lua_tolstring(L, -1, &namelen);
+    /* The name is still at index 4. Most commands (GET, SET, ...) cannot
+     * change the session and are skipped at once; only the few whose
+     * arguments matter (blocking times, CLIENT subcommands) get them
+     * pushed. */
     memset(&probe, 0, sizeof(probe));
-    if (argc > 8 && (argc > 0x7fffff || !lua_checkstack(L, (int)argc))) {
-      c->flags |= CONN_DIRTY;
-    } else {
-      for (k = 2; k <= argc; k++)
-        lua_rawgeti(L, 3, k);
-      classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
+    if (classify_relevant(name, namelen)) {
+      if (!classify_needs_args(name)) {
+        classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
+      } else if (argc > 0x7fffff || !lua_checkstack(L, (int)argc)) {
+        c->flags |= CONN_DIRTY; /* too long to check: never pooled */
+      } else {
+        for (k = 2; k <= argc; k++)
+          lua_rawgeti(L, 3, k);
+        classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
+      }
     }
     if (probe.block < 0 || block < 0)
       block = -1;

@@ -85,7 +85,9 @@ int reply_push_result(lua_State *L, const resp_reply *r) {
 
 void reply_push_entry(lua_State *L, const resp_reply *r) {
   const resp_node *n = r->nodes;
-  lua_createtable(L, 2, 0);
+  /* { value } needs one array slot, { nil, text } two. */
+  lua_createtable(L, n->type == RESP_ERROR || n->type == RESP_BLOB_ERROR
+                         ? 2 : n->type == RESP_NULL ? 0 : 1, 0);
   switch (n->type) {
   case RESP_NULL:
     break;

@@ -118,7 +118,12 @@ size_t buf_fmt_int(char *out, int64_t v) {
       "6869707172737475767778798081828384858687888990919293949596979899";
   /* Negating in unsigned arithmetic is defined for INT64_MIN as well. */
   uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-  size_t n = u64_digits(u) + (v < 0);
+  size_t n;
+  if (u < 10 && v >= 0) { /* array and bulk headers are mostly this */
+    out[0] = (char)('0' + u);
+    return 1;
+  }
+  n = u64_digits(u) + (v < 0);
   char *p = out + n;
 
   while (u >= 100) {

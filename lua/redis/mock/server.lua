@@ -1,0 +1,439 @@
+-- redis.mock.server: the network part of the mock. Accepts connections
+-- with lev.tcp, reads requests with redis.core's C request reader, answers
+-- through the engine (redis.mock.engine) and writes the encoded replies,
+-- bent by the scripting rules (delay, split, close_after, silent, garbage,
+-- close, refuse, hangup) described in redis.mock.
+--
+-- Each connection has one output queue. Whichever task finds the queue
+-- idle drains it (the connection's own task for replies, a publisher's
+-- task for pub/sub messages), so bytes leave in order and a stream never
+-- has two writers. Connection tasks are lev daemons: a listening mock does
+-- not keep lev.run alive.
+local engine_mod = require("redis.mock.engine")
+local reply = require("redis.mock.reply")
+
+local M = {}
+
+local Session = engine_mod.Session
+
+-- A connection is its engine session plus the socket and the scripting.
+local Conn = setmetatable({}, { __index = Session })
+Conn.__index = Conn
+M.Conn = Conn
+
+local Server = {}
+Server.__index = Server
+M.Server = Server
+
+local Rule = {}
+Rule.__index = Rule
+
+local LOG_MAX = 1000
+local SPLIT_PAUSE = 0.002
+
+local function upper_set(v)
+  if v == nil then return nil end
+  local set = {}
+  if type(v) == "string" then v = { v } end
+  for _, name in ipairs(v) do set[name:upper()] = true end
+  return set
+end
+
+local function new_rule(owner, spec)
+  local r = setmetatable({}, Rule)
+  for k, v in pairs(spec) do r[k] = v end
+  r.commands = upper_set(spec.command)
+  r.owner = owner
+  r.used = 0
+  return r
+end
+
+function Rule:matches(argv, conn)
+  if self.commands and not self.commands[argv[1]:upper()] then return false end
+  if self.match and not self.match(argv, conn) then return false end
+  return true
+end
+
+-- Takes the rule out of service (a refusing server listens again).
+function Rule:cancel()
+  if self.cancelled then return end
+  self.cancelled = true
+  local list = self.owner.rules
+  for i, r in ipairs(list) do
+    if r == self then table.remove(list, i); break end
+  end
+  if self.refuse and self.owner.relisten then self.owner:relisten() end
+end
+
+local function use(rule)
+  rule.used = rule.used + 1
+  if rule.times and rule.used >= rule.times then rule:cancel() end
+end
+
+local function find_rule(lists, argv, conn)
+  for _, list in ipairs(lists) do
+    for _, r in ipairs(list) do
+      if not r.refuse and not r.hangup and r:matches(argv, conn) then
+        return r
+      end
+    end
+  end
+  return nil
+end
+
+---------------------------------------------------------------- output
+
+-- Sleeps in short slices so that closing the connection (or the server)
+-- ends a long delay at once instead of leaving a sleeping task behind.
+local function pause(conn, seconds)
+  local lev = conn.server.lev
+  local deadline = lev.now() + seconds
+  while not conn.closed do
+    local left = deadline - lev.now()
+    if left <= 0 then break end
+    lev.sleep(left < 0.01 and left or 0.01)
+  end
+end
+
+-- Writes the queue out, honouring each item's effects. Runs in whichever
+-- task enqueued into an idle queue.
+local function drain(conn)
+  if conn.draining then return end
+  conn.draining = true
+  local q = conn.queue
+  while q.first <= q.last and not conn.closed do
+    local item = q[q.first]
+    q[q.first] = nil
+    q.first = q.first + 1
+    if item.delay and item.delay > 0 then pause(conn, item.delay) end
+    if conn.closed then break end
+    if item.close then
+      conn:close()
+      break
+    end
+    local data = item.garbage or item.bytes
+    if item.silent then data = "" end
+    local cut = false
+    if item.close_after and item.close_after < #data then
+      data = data:sub(1, item.close_after)
+      cut = true
+    end
+    local ok = true
+    if item.split and item.split > 0 and #data > item.split then
+      for i = 1, #data, item.split do
+        ok = conn.stream:write(data:sub(i, i + item.split - 1))
+        if not ok then break end
+        if i + item.split <= #data then
+          pause(conn, item.split_delay or SPLIT_PAUSE)
+        end
+        if conn.closed then ok = false; break end
+      end
+    elseif #data > 0 then
+      ok = conn.stream:write(data)
+    end
+    if not ok or cut or item.close_after then
+      conn:close()
+      break
+    end
+  end
+  conn.draining = false
+  if conn.closing and q.first > q.last and not conn.closed then conn:close() end
+end
+
+local function enqueue(conn, item)
+  if conn.closed then return end
+  local q = conn.queue
+  q.last = q.last + 1
+  q[q.last] = item
+  drain(conn)
+end
+
+-- Pub/sub messages and other out-of-band replies.
+function Conn:deliver(r)
+  enqueue(self, { bytes = reply.encode(r, self.proto) })
+end
+
+-- Sends a reply value (or mock.raw bytes) to this client now.
+function Conn:push(r)
+  self:deliver(r)
+end
+
+-- Adds a scripting rule for this connection only (see redis.mock).
+function Conn:script(spec)
+  local r = new_rule(self, spec)
+  self.rules[#self.rules + 1] = r
+  return r
+end
+
+-- Overrides a command for this connection only; fn = nil removes it.
+function Conn:handle(name, fn)
+  self.handlers[name:upper()] = fn
+end
+
+function Conn:close()
+  if self.closed then return end
+  self.closed = true
+  self.stream:close()
+end
+
+function Conn:on_kill()
+  -- CLIENT KILL from another connection.
+  self:close()
+end
+
+---------------------------------------------------------------- input
+
+-- The reader's texts, in Redis's words where they differ.
+local REDIS_WORDS = {
+  ["invalid aggregate length"] = "invalid multibulk length",
+  ["too many elements in aggregate"] = "invalid multibulk length",
+  ["bulk string too long"] = "invalid bulk length",
+}
+
+local function protocol_error(conn, text)
+  local detail = text:gsub("^protocol error: ", "")
+  detail = REDIS_WORDS[detail] or detail
+  conn.closing = true
+  enqueue(conn, { bytes = reply.encode(reply.error("ERR Protocol error: "
+    .. detail)) })
+  conn:close()
+end
+
+local function process(conn, argv)
+  local srv = conn.server
+  local e = srv.engine
+  if #argv == 0 then return end
+  local log = srv.history
+  log[#log + 1] = argv
+  if #log > LOG_MAX then table.remove(log, 1) end
+  local rule = find_rule({ conn.rules, srv.rules }, argv, conn)
+  local r
+  if rule then use(rule) end
+  if rule and rule.reply ~= nil then
+    e:count(argv)
+    r = rule.reply
+    if type(r) == "function" then
+      local ok, v = pcall(r, argv, conn)
+      if ok then
+        r = v
+      else
+        e.errors[#e.errors + 1] = v
+        r = reply.error("ERR mock rule failed: " .. tostring(v))
+      end
+    end
+    if r == nil then r = e:dispatch(conn, argv, true) end
+  else
+    r = e:dispatch(conn, argv)
+  end
+  local item = { bytes = reply.encode(r, conn.proto) }
+  if rule then
+    item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
+    item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
+    item.close = rule.close
+  end
+  enqueue(conn, item)
+end
+
+local function serve(srv, stream)
+  local e = srv.engine
+  e.stats.accepted = e.stats.accepted + 1
+  for _, r in ipairs(srv.rules) do
+    if r.hangup then
+      use(r)
+      e.stats.refused = e.stats.refused + 1
+      stream:close()
+      return
+    end
+  end
+  local conn = e:session({
+    addr = stream:peer(),
+    laddr = srv.host .. ":" .. srv.port_number,
+    stream = stream,
+    server = srv,
+    rules = {},
+    handlers = {},
+    queue = { first = 1, last = 0 },
+  }, Conn)
+  e.stats.live = e.stats.live + 1
+  srv.conns[conn] = true
+  local reader = srv.core.reader({ request = true })
+  local ok, failure = pcall(function()
+    if srv.on_connect then srv.on_connect(conn) end
+    while not conn.closed and not conn.closing do
+      local data = stream:read()
+      if not data then break end
+      reader:feed(data)
+      while not conn.closed and not conn.closing do
+        local argv, perr = reader:next()
+        if not argv then
+          if perr then protocol_error(conn, perr) end
+          break
+        end
+        process(conn, argv)
+      end
+    end
+  end)
+  -- A QUIT answered while another task drains: wait for the bytes.
+  while conn.draining and not conn.closed do srv.lev.sleep(0.001) end
+  conn:close()
+  conn:gone()
+  srv.conns[conn] = nil
+  e.stats.live = e.stats.live - 1
+  if not ok then
+    e.errors[#e.errors + 1] = failure
+  end
+end
+
+function Server:listen_now()
+  local lev = self.lev
+  local l, why = lev.tcp.listen(self.host, self.port_number, function(stream)
+    serve(self, stream)
+  end)
+  if not l then return nil, why end
+  self.listener = l
+  self.port_number = l:port()
+  return true
+end
+
+function Server:refusing()
+  for _, r in ipairs(self.rules) do
+    if r.refuse then return true end
+  end
+  return false
+end
+
+function Server:relisten()
+  if self.closed or self.listener or self:refusing() then return end
+  assert(self:listen_now())
+end
+
+---------------------------------------------------------------- API
+
+function Server:port() return self.port_number end
+
+-- Adds a server-wide scripting rule (see redis.mock); returns it.
+function Server:script(spec)
+  local r = new_rule(self, spec)
+  self.rules[#self.rules + 1] = r
+  if r.refuse and self.listener then
+    self.listener:close()
+    self.listener = nil
+  end
+  return r
+end
+
+-- Removes every rule of the server and of its live connections.
+function Server:unscript()
+  local refused = self:refusing()
+  self.rules = {}
+  for conn in pairs(self.conns) do conn.rules = {} end
+  if refused then self:relisten() end
+end
+
+function Server:handle(name, fn)
+  self.engine.handlers[name:upper()] = fn
+end
+
+function Server:stats()
+  local s = self.engine.stats
+  local commands = {}
+  for k, v in pairs(s.commands) do commands[k] = v end
+  return { accepted = s.accepted, live = s.live, commands = commands,
+           total_commands = s.total_commands, refused = s.refused }
+end
+
+function Server:reset_stats()
+  local s = self.engine.stats
+  s.accepted, s.commands, s.total_commands, s.refused = 0, {}, 0, 0
+  self.history = {}
+end
+
+-- The last commands received (argument arrays, oldest first, at most
+-- 1000).
+function Server:log()
+  local out = {}
+  for i, argv in ipairs(self.history) do out[i] = argv end
+  return out
+end
+
+-- Lua errors raised by handlers, rule functions or on_connect (each also
+-- answered with an error reply, or closing its connection).
+function Server:errors()
+  local out = {}
+  for i, v in ipairs(self.engine.errors) do out[i] = v end
+  return out
+end
+
+-- Live connections, oldest first.
+function Server:connections()
+  local out = {}
+  for conn in pairs(self.conns) do out[#out + 1] = conn end
+  table.sort(out, function(a, b) return a.id < b.id end)
+  return out
+end
+
+-- Moves the mock's clock forward: keys expire without waiting.
+function Server:advance(seconds)
+  self.engine:advance(seconds)
+end
+
+function Server:flush()
+  for i = 0, 15 do self.engine.store.dbs[i]:flush() end
+end
+
+-- Stops listening and closes every connection. Idempotent. Inside a task
+-- it also waits (up to a second) for the connection tasks to finish, so
+-- nothing of the mock outlives the call.
+function Server:close()
+  if not self.closed then
+    self.closed = true
+    if self.listener then
+      self.listener:close()
+      self.listener = nil
+    end
+    for conn in pairs(self.conns) do conn:close() end
+  end
+  local lev = self.lev
+  local deadline = lev.now() + 1
+  while next(self.conns) ~= nil and lev.now() < deadline do
+    if not pcall(lev.sleep, 0.001) then break end
+  end
+  return true
+end
+
+Server.__close = Server.close
+
+function M.start(opts)
+  opts = opts or {}
+  local lev = require("lev")
+  local core = require("redis.core")
+  local base_unix = os.time() * 1000
+  local base_now = lev.now()
+  local clock = opts.clock or function()
+    return base_unix + (lev.now() - base_now) * 1000
+  end
+  local srv = setmetatable({
+    lev = lev,
+    core = core,
+    host = opts.host or "127.0.0.1",
+    port_number = opts.port or 0,
+    rules = {},
+    conns = {},
+    history = {},
+    on_connect = opts.on_connect,
+  }, Server)
+  srv.engine = engine_mod.new({
+    password = opts.password,
+    users = opts.users,
+    handlers = opts.handlers,
+    version = opts.version,
+    clock = clock,
+  })
+  local ok, why = srv:listen_now()
+  if not ok then return nil, why end
+  srv.engine.port = srv.port_number
+  for _, spec in ipairs(opts.script or {}) do srv:script(spec) end
+  return srv
+end
+
+return M

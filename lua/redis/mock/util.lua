@@ -1,0 +1,121 @@
+-- redis.mock.util: Redis's number parsing rules and shared error replies.
+--
+-- Redis accepts numbers by its own strict rules (no '+', no leading zeros,
+-- no spaces for integers; strtod syntax minus spaces for floats); Lua's
+-- tonumber is more lenient, so each rule is checked here explicitly.
+local reply = require("redis.mock.reply")
+
+local M = {}
+
+local err = reply.error
+M.WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
+M.NOT_INTEGER = err("ERR value is not an integer or out of range")
+M.NOT_FLOAT = err("ERR value is not a valid float")
+M.SYNTAX = err("ERR syntax error")
+M.OVERFLOW = err("ERR increment or decrement would overflow")
+M.NO_SUCH_KEY = err("ERR no such key")
+
+function M.arity_error(fullname)
+  return err("ERR wrong number of arguments for '" .. fullname .. "' command")
+end
+
+-- Redis's string2ll: "0", or an optional '-' then a non-zero digit, at
+-- most 20 bytes, within int64. Returns the integer or nil.
+function M.int(s)
+  if s == "0" then return 0 end
+  if #s == 0 or #s > 20 or not s:match("^%-?[1-9]%d*$") then return nil end
+  local n = tonumber(s)
+  if math.type(n) ~= "integer" then return nil end
+  return n
+end
+
+local SPACE = { [9] = true, [10] = true, [11] = true, [12] = true,
+                [13] = true, [32] = true }
+M.SPACE = SPACE
+
+-- The longest prefix of s that C's strtod reads, as (value, end index) with
+-- end = 0 when nothing could be read. Only the syntax is checked here;
+-- Lua's tonumber (which calls strtod for decimals) gives the value.
+local function strtod_prefix(s, i)
+  local j = i
+  local sign = s:match("^[+-]", j)
+  if sign then j = j + 1 end
+  local low = s:sub(j, j + 7):lower()
+  if low == "infinity" then
+    return (sign == "-" and -math.huge or math.huge), j + 7
+  end
+  if low:sub(1, 3) == "inf" then
+    return (sign == "-" and -math.huge or math.huge), j + 2
+  end
+  if low:sub(1, 3) == "nan" then
+    local k = j + 2
+    local paren = s:match("^%([%w_]*%)", k + 1)
+    if paren then k = k + #paren end
+    return 0 / 0, k
+  end
+  local hex = s:match("^0[xX]", j)
+  if hex then
+    local body = s:match("^[%x]*%.?[%x]*", j + 2)
+    if body:find("%x") then
+      local k = j + 1 + #body
+      local e = s:match("^[pP][+-]?%d+", k + 1)
+      if e then k = k + #e end
+      local text = s:sub(j, k)
+      if not text:find("[pP]") then text = text .. "p0" end
+      local v = tonumber(text)
+      if sign == "-" then v = -v end
+      return v, k
+    end
+    -- "0x" alone: strtod reads the "0".
+    return (sign == "-" and -0.0 or 0.0), j
+  end
+  local mant = s:match("^%d*%.?%d*", j)
+  if not mant:find("%d") then return nil, 0 end
+  local k = j + #mant - 1
+  local e = s:match("^[eE][+-]?%d+", k + 1)
+  if e then k = k + #e end
+  local text = s:sub(i, k)
+  local v = tonumber(text)
+  -- An integer-looking literal still reads as a double ("-0" is -0.0).
+  if math.type(v) == "integer" then v = tonumber(text .. "e0") end
+  return v, k
+end
+
+-- Redis's string2d (ZADD scores, INCRBYFLOAT-like arguments): the whole
+-- string must be a strtod number, no leading space, not NaN, and not a
+-- finite literal that overflows or underflows to zero.
+function M.double(s)
+  if #s == 0 or SPACE[s:byte(1)] then return nil end
+  local v, k = strtod_prefix(s, 1)
+  if v == nil or k ~= #s or v ~= v then return nil end
+  local body = s:lower():gsub("^[+-]", "")
+  local literal_inf = body == "inf" or body == "infinity"
+  if (v == math.huge or v == -math.huge) and not literal_inf then
+    return nil
+  end
+  if v == 0 and s:find("[1-9]") and not s:find("^[+-]?0[xX]") then
+    -- ERANGE towards zero: the digits said something else.
+    local mant = s:match("^[+-]?(%d*%.?%d*)")
+    if mant:find("[1-9]") then return nil end
+  end
+  return v
+end
+
+-- Plain strtod with "nothing may follow" (zslParseRange): leading spaces
+-- allowed, the empty string reads as 0, NaN refused.
+function M.strtod_full(s)
+  if #s == 0 then return 0.0 end
+  local i = 1
+  while SPACE[s:byte(i)] do i = i + 1 end
+  local v, k = strtod_prefix(s, i)
+  if v == nil then return nil end
+  if k ~= #s or v ~= v then return nil end
+  return v
+end
+
+-- Lower-case ASCII, as strcasecmp compares.
+function M.lower(s)
+  return (s:gsub("%u", string.lower))
+end
+
+return M

@@ -39,10 +39,10 @@ function redis.connect(conf)
     local c, idle = core.take(key)
     if not c then break end
     if idle < FRESH_SECONDS then
-      c:_ready(key, cfg)
+      core.ready(c, key, cfg)
       return c
     end
-    c:_ready(key, cfg) -- applies this caller's timeout to the check
+    core.ready(c, key, cfg) -- applies this caller's timeout to the check
     if c:cmd("PING") == "PONG" then return c end
     c:close(true)
   end
@@ -54,7 +54,7 @@ function redis.connect(conf)
     c:close(true)
     return nil, herr, hcat
   end
-  c:_ready(key, cfg)
+  core.ready(c, key, cfg)
   return c
 end
 

@@ -757,7 +757,8 @@ static int l_pool_count(lua_State *L) {
   return 1;
 }
 
-/* client:_ready(key, cfg): the handshake is done; key is the pool key. */
+/* core.ready(client, key, cfg): the handshake is done; key is the pool
+ * key. Not a client method, so user code cannot re-key a connection. */
 static int l_ready(lua_State *L) {
   lclient *lc = check_client(L);
   const char *key = luaL_checkstring(L, 2);
@@ -970,11 +971,12 @@ static int rctx_gc(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
   {"cmd", l_cmd}, {"pipeline", l_pipeline}, {"read", l_read},
-  {"close", l_close}, {"_ready", l_ready}, {NULL, NULL}
+  {"close", l_close}, {NULL, NULL}
 };
 
 static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
+  {"ready", l_ready},
   {NULL, NULL}
 };
 

@@ -652,13 +652,18 @@ static int parse_aggregate(resp_reader *r, char t) {
     return rc;
   if (ce - cs == 1 && r->buf[cs] == '?')
     return fail(r, "streamed replies are not supported");
-  if (parse_i64(r->buf + cs, ce - cs, &n) != 0 || n < -1 ||
-      (n == -1 && t != '*'))
+  if (req) {
+    /* As Redis reads requests: any count <= 0 is skipped, a count above
+     * INT_MAX is an error. */
+    if (parse_i64(r->buf + cs, ce - cs, &n) != 0 || n > INT32_MAX)
+      return fail(r, "invalid aggregate length");
+    if (n <= 0) {
+      r->pos = r->start = next;
+      return STEP_MORE;
+    }
+  } else if (parse_i64(r->buf + cs, ce - cs, &n) != 0 || n < -1 ||
+             (n == -1 && t != '*')) {
     return fail(r, "invalid aggregate length");
-  if (req && n <= 0) {
-    /* Redis skips empty and null requests; so do we. */
-    r->pos = r->start = next;
-    return STEP_MORE;
   }
   if (n == -1) {
     if ((rc = reserve_nodes(r, 1)) != 0)

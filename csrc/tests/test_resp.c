@@ -1572,7 +1572,9 @@ TEST(request_multibulk) {
   EXPECT_REQ("*1\r\n*1\r\n", PE "expected '$', got '*'");
   EXPECT_REQ("*1\r\n\x01", PE "expected '$', got 0x01");
   EXPECT_REQ("*1\r\n$-1\r\n", PE "invalid bulk length");
-  EXPECT_REQ("*-2\r\n", PE "invalid aggregate length");
+  /* As Redis: counts <= 0 are skipped, counts over INT_MAX refused. */
+  EXPECT_REQ("*-2\r\n*1\r\n$4\r\nPING\r\n", "*[$\"PING\"]\n");
+  EXPECT_REQ("*3000000000\r\n", PE "invalid aggregate length");
   EXPECT_REQ("*1\r\n$3\r\nabcd\r\n",
              PE "bulk string not terminated by CRLF");
 }

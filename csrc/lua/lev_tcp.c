@@ -1,5 +1,9 @@
 /* lev.tcp: TCP streams and servers for Lua tasks, on stream.c.
  *
+ * connect(host, port, { ssl = ... }) makes a TLS client stream; ssl takes
+ * what redis.connect's ssl takes (true, or { verify, ca, cert, key,
+ * server_name }), each connect with a context of its own.
+ *
  * A stream reads only while a task waits in read(): the kernel buffers the
  * rest, so a slow reader applies back-pressure instead of growing memory.
  * Connection handlers of a server run as daemon tasks: they do not keep
@@ -278,18 +282,78 @@ static void cancel_connect(lev_task *t, void *data) {
   }
 }
 
+/* One string field of opts.ssl (at index idx): NULL when absent, else a
+ * non-empty string (anchored by the table, which stays on the stack). */
+static const char *ssl_string(lua_State *L, int idx, const char *field) {
+  const char *v = NULL;
+  lua_getfield(L, idx, field);
+  if (!lua_isnil(L, -1)) {
+    size_t len = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      v = lua_tolstring(L, -1, &len);
+    if (!v || len == 0) {
+      lua_pushfstring(L, "ssl.%s must be a non-empty string", field);
+      luaL_argerror(L, 3, lua_tostring(L, -1));
+    }
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* opts.ssl (opts at index 3), as redis.connect takes it: nil or false (no
+ * TLS), true (verify against the system store), or a table { verify, ca,
+ * cert, key, server_name }. Returns 1 when TLS is wanted. Raises an
+ * argument error for anything else. */
+static int check_ssl(lua_State *L, tls_config *cfg, const char **name) {
+  int type;
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->verify = 1;
+  *name = NULL;
+  lua_getfield(L, 3, "ssl");
+  type = lua_type(L, -1);
+  if (type == LUA_TNIL || (type == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (type == LUA_TBOOLEAN) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  if (type != LUA_TTABLE)
+    luaL_argerror(L, 3, "ssl must be true, false or a table");
+  lua_getfield(L, -1, "verify");
+  if (!lua_isnil(L, -1)) {
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TBOOLEAN, 3,
+                  "ssl.verify must be a boolean");
+    cfg->verify = lua_toboolean(L, -1);
+  }
+  lua_pop(L, 1);
+  cfg->ca_file = ssl_string(L, -1, "ca");
+  cfg->cert_file = ssl_string(L, -1, "cert");
+  cfg->key_file = ssl_string(L, -1, "key");
+  *name = ssl_string(L, -1, "server_name");
+  luaL_argcheck(L, cfg->key_file == NULL || cfg->cert_file != NULL, 3,
+                "ssl.key needs ssl.cert");
+  /* The table stays on the stack: it anchors the strings in cfg. */
+  return 1;
+}
+
 static int l_connect(lua_State *L) {
   lev_ctx *ctx = (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
   tcp_state *st = (tcp_state *)lua_touserdata(L, lua_upvalueindex(2));
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   double timeout = 0;
+  tls_config tcfg;
+  stream_tls tls, *tlsp = NULL;
+  int want_tls = 0;
   lev_task *t;
   lstream *ls;
   int r;
   luaL_argcheck(L, port >= 1 && port <= 65535, 2, "port must be in 1..65535");
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
     lua_getfield(L, 3, "timeout");
     if (!lua_isnil(L, -1)) {
       timeout = lua_tonumber(L, -1);
@@ -297,12 +361,27 @@ static int l_connect(lua_State *L) {
                     timeout < 1e9, 3, "timeout must be a number > 0");
     }
     lua_pop(L, 1);
+    want_tls = check_ssl(L, &tcfg, &tls.server_name);
   }
   t = lev_task_check(ctx, L, "lev.tcp.connect");
+  if (want_tls) {
+    char err[256];
+    if (tls_ctx_new(&tls.ctx, &tcfg, err, sizeof(err)) != TLS_OK) {
+      lua_pushnil(L);
+      lua_pushstring(L, err[0] ? err : "ssl: cannot create a context");
+      return 2;
+    }
+    tlsp = &tls;
+  }
   ls = ls_new(ctx, st);
-  if (!ls)
+  if (!ls) {
+    if (tlsp)
+      tls_ctx_unref(tls.ctx);
     return luaL_error(L, "lev.tcp.connect: out of memory");
-  r = stream_connect(&ls->s, host, (int)port, NULL, ls_on_connected);
+  }
+  r = stream_connect(&ls->s, host, (int)port, tlsp, ls_on_connected);
+  if (tlsp)
+    tls_ctx_unref(tls.ctx); /* the session holds its own reference */
   if (r != 0) {
     lua_pushnil(L);
     lua_pushstring(L, stream_strerror(&ls->s, r));
@@ -393,14 +472,23 @@ static int ls_read(lua_State *L) {
   }
   if (ls->reader)
     return luaL_error(L, "stream:read: another task is already reading");
+  /* The reader is registered and parked first: stream_read_start may hand
+   * over bytes at once (plaintext a TLS session already decrypted), and
+   * then ls_on_read wakes this task before it has yielded. lev queues it;
+   * the values pushed for it are on this stack and become read()'s
+   * results when the scheduler resumes it. */
+  ls->reader = t;
+  lev_task_park(t, cancel_read, ls);
   r = stream_read_start(&ls->s, ls_alloc, ls_on_read);
-  if (r != 0) {
+  if (r != 0 && ls->reader == t && t->state == TASK_PARKED) {
+    ls->reader = NULL;
+    t->state = TASK_RUNNING;
+    t->cancel = NULL;
+    t->cancel_data = NULL;
     lua_pushnil(L);
     lua_pushstring(L, stream_strerror(&ls->s, r));
     return 2;
   }
-  ls->reader = t;
-  lev_task_park(t, cancel_read, ls);
   return lua_yield(L, 0);
 }
 

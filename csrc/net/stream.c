@@ -1,23 +1,41 @@
 /* stream: TCP (and TLS) byte streams on libuv. See stream.h. */
 #include "stream.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 enum {
   S_CONNECTING = 1 << 0,  /* connect_cb not yet called */
   S_RESOLVING = 1 << 1,   /* uv_getaddrinfo in flight */
   S_REOPENING = 1 << 2,   /* tcp handle closing between two addresses */
   S_READING = 1 << 3,     /* owner wants bytes */
-  S_WRITING = 1 << 4,     /* write_cb pending */
+  S_WRITING = 1 << 4,     /* a uv_write is in flight */
   S_CLOSING = 1 << 5,
   S_HANDSHAKE = 1 << 6,   /* TLS handshake running */
   S_TLS_EOF = 1 << 7,
-  S_CLOSED = 1 << 8       /* tcp handle released */
+  S_CLOSED = 1 << 8,      /* tcp handle released */
+  S_OWNER = 1 << 9,       /* the owner's write (write_cb) is not done */
+  S_QUEUED = 1 << 10,     /* TLS: the owner's records wait in the session
+                             behind an internal write (see stream_write) */
+  S_STASH = 1 << 11       /* TLS: cipher_in carries a tls_stash */
 };
 
 #define CIPHER_BUF 65536
+#define STASH_CAP 32768
+
+/* After a failed write (tls_write_failed), cipher_in (CIPHER_BUF bytes for
+ * the socket reads) grows a stash behind it: plaintext taken out of the
+ * session early, handed to the owner before anything else. (Kept there so
+ * that stream.h need not grow.) */
+typedef struct tls_stash {
+  size_t off, len;
+  char data[STASH_CAP];
+} tls_stash;
+
+#define STASH(s) ((tls_stash *)(void *)((s)->cipher_in + CIPHER_BUF))
 
 static void stream_try_finish_close(stream *s);
 static int tls_flush(stream *s);
@@ -116,6 +134,22 @@ static char *tls_cipher_alloc(stream *s) {
   if (!s->cipher_in)
     s->cipher_in = malloc(CIPHER_BUF);
   return s->cipher_in;
+}
+
+/* The stash, made on first use; NULL when out of memory. cipher_in may
+ * move: no socket read is in progress when this runs (libuv is done with
+ * the buffer once the read callback fed it to the session). */
+static tls_stash *tls_stash_get(stream *s) {
+  char *p;
+  if (s->flags & S_STASH)
+    return STASH(s);
+  p = realloc(s->cipher_in, CIPHER_BUF + sizeof(tls_stash));
+  if (!p)
+    return NULL;
+  s->cipher_in = p;
+  s->flags |= S_STASH;
+  STASH(s)->off = STASH(s)->len = 0;
+  return STASH(s);
 }
 
 static void on_hs_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
@@ -295,15 +329,29 @@ static void tls_deliver(stream *s) {
       s->read_cb(s, UV_ENOMEM);
       return;
     }
+    if ((s->flags & S_STASH) && STASH(s)->off < STASH(s)->len) {
+      tls_stash *st = STASH(s);
+      n = st->len - st->off < cap ? st->len - st->off : cap;
+      memcpy(p, st->data + st->off, n);
+      st->off += n;
+      s->read_cb(s, (ssize_t)n);
+      continue;
+    }
     r = tls_conn_read(s->tls, p, cap, &n);
     if (r == TLS_OK) {
       s->read_cb(s, (ssize_t)n);
       continue;
     }
-    if (tls_flush(s) < 0) {
+    /* Sends what reading made (a key update answer, an alert). A socket
+     * error here means the peer closed or reset: that is left to the read
+     * side, which gets the peer's last records first, and those usually
+     * say why (a TLS 1.3 server refusing a missing client certificate
+     * sends an alert, then closes). So a failure is reported as the
+     * alert, or as the socket's EOF or reset, not as "broken pipe". */
+    if (tls_flush(s) == UV_ENOMEM && r == TLS_WANT) {
       s->flags &= ~S_READING;
       uv_read_stop((uv_stream_t *)&s->tcp);
-      s->read_cb(s, s->last_err);
+      s->read_cb(s, UV_ENOMEM);
       return;
     }
     if (r == TLS_WANT)
@@ -356,9 +404,19 @@ int stream_read_start(stream *s, stream_alloc_cb alloc_cb,
   } else {
     r = uv_read_start((uv_stream_t *)&s->tcp, on_plain_alloc, on_plain_read);
   }
-  if (r != 0)
+  if (r != 0) {
     s->flags &= ~S_READING;
-  return r;
+    return r;
+  }
+  /* An owner that stopped reading inside read_cb left records in the
+   * session that were already taken off the socket (a whole burst arrives
+   * in one socket read, and is decrypted one record per call). No socket
+   * event will announce them again: hand them over now. So read_cb may
+   * fire before this returns (also with an error or UV_EOF), and the
+   * owner may stop reading or close the stream from it. */
+  if (s->tls)
+    tls_deliver(s);
+  return 0;
 }
 
 int stream_read_stop(stream *s) {
@@ -370,26 +428,55 @@ int stream_read_stop(stream *s) {
 
 /* ---- writing ---------------------------------------------------------- */
 
+static int tls_write_failed(stream *s, int err);
+
 static void on_written(uv_write_t *req, int status) {
   stream *s = (stream *)req->data;
   stream_write_cb cb = s->write_cb;
+  int owner = (s->flags & S_OWNER) != 0;
   s->flags &= ~S_WRITING;
-  s->write_cb = NULL;
-  if (s->tls)
+  if (s->tls) {
     s->cipher_out.len = 0;
-  if (cb)
+    if (!(s->flags & S_CLOSING))
+      status = tls_write_failed(s, status);
+    if (s->flags & S_QUEUED) {
+      /* That was an internal write; the owner's records come next. */
+      s->flags &= ~S_QUEUED;
+      if (status == 0 && !(s->flags & S_CLOSING)) {
+        status = tls_flush(s);
+        if (status == 0 && (s->flags & S_WRITING))
+          return; /* cb fires when that write is done */
+      }
+    }
+  }
+  s->flags &= ~S_OWNER;
+  s->write_cb = NULL;
+  if (owner && cb)
     cb(s, status);
+  /* Records the session made while this write was in flight. The owner
+   * only frees the stream in its close callback, so s is still valid. */
+  if (status == 0 && s->tls && !(s->flags & (S_WRITING | S_CLOSING)))
+    tls_flush(s);
 }
 
 /* Hands ciphertext to the socket. Handshake and alert records are small and
  * written synchronously when possible; what does not fit waits in
- * cipher_out and goes with the next write. */
+ * cipher_out and goes with the next write.
+ *
+ * While a write is in flight, libuv is sending straight out of cipher_out:
+ * appending there could move it (realloc) under libuv's feet, and
+ * on_written empties it, which would drop what was appended. So the bytes
+ * (a key update answer, an alert after a bad record) stay queued in the
+ * session, in order, and leave with the next stream_write or flush. */
 static int tls_flush(stream *s) {
   size_t len;
-  const char *p = tls_conn_out(s->tls, &len);
+  const char *p;
+  if (s->flags & S_WRITING)
+    return 0;
+  p = tls_conn_out(s->tls, &len);
   if (len == 0)
     return 0;
-  if (!(s->flags & S_WRITING) && s->cipher_out.len == 0) {
+  if (s->cipher_out.len == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     int w = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
     if (w > 0) {
@@ -405,7 +492,7 @@ static int tls_flush(stream *s) {
   if (buf_append(&s->cipher_out, p, len) != 0)
     return (s->last_err = UV_ENOMEM);
   tls_conn_out_consume(s->tls, len);
-  if (!(s->flags & S_WRITING)) {
+  {
     uv_buf_t b = uv_buf_init(s->cipher_out.data, (unsigned)s->cipher_out.len);
     int r;
     s->wreq.data = s;
@@ -417,12 +504,56 @@ static int tls_flush(stream *s) {
   return 0;
 }
 
+/* The socket refused a write (err): the peer closed or reset. A TLS peer
+ * usually said why just before, in an alert that is already in our socket
+ * buffer: a TLS 1.3 server refusing a missing client certificate sends
+ * "certificate required" and closes, and a write racing that close is
+ * what fails first. So read what the socket holds into the session and
+ * decrypt up to the alert; its text then replaces "connection reset by
+ * peer". Plaintext met on the way is stashed for the owner's next read.
+ * Returns STREAM_ETLS (errmsg says why) or err. */
+static int tls_write_failed(stream *s, int err) {
+  tls_stash *st;
+  uv_os_fd_t fd;
+  int i;
+  /* During the handshake the read side reports alerts by itself. */
+  if ((err != UV_EPIPE && err != UV_ECONNRESET) ||
+      (s->flags & S_CONNECTING) || !(st = tls_stash_get(s)) ||
+      uv_fileno((const uv_handle_t *)&s->tcp, &fd) != 0)
+    return err;
+  for (i = 0; i < 4; i++) {
+    ssize_t n;
+    do
+      n = recv(fd, s->cipher_in, CIPHER_BUF, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0 || tls_conn_feed(s->tls, s->cipher_in, (size_t)n) != TLS_OK)
+      break;
+  }
+  for (;;) {
+    size_t got = 0;
+    int r;
+    if (st->off == st->len)
+      st->off = st->len = 0;
+    if (st->len == STASH_CAP)
+      return err; /* no room to look further */
+    r = tls_conn_read(s->tls, st->data + st->len, STASH_CAP - st->len, &got);
+    if (r == TLS_OK) {
+      st->len += got;
+      continue;
+    }
+    if (r != TLS_ERR)
+      return err;
+    fail_msg(s, STREAM_ETLS, "", tls_conn_error(s->tls));
+    return STREAM_ETLS;
+  }
+}
+
 int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb) {
   uv_buf_t b;
   int r;
   if (s->flags & S_CLOSING)
     return UV_ECANCELED;
-  if (s->flags & S_WRITING)
+  if (s->flags & S_OWNER)
     return UV_EBUSY;
   if (n > 0x7fffffffu)
     return UV_E2BIG; /* libuv buffers hold unsigned int lengths */
@@ -433,13 +564,21 @@ int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb) {
       fail_msg(s, STREAM_ETLS, "", tls_conn_error(s->tls));
       return STREAM_ETLS;
     }
+    if (s->flags & S_WRITING) {
+      /* An internal write (the end of the handshake, an alert, a key
+       * update answer) is still in flight out of cipher_out. The records
+       * just made wait in the session, in order, and follow it. */
+      s->flags |= S_OWNER | S_QUEUED;
+      s->write_cb = cb;
+      return 0;
+    }
     c = tls_conn_out(s->tls, &len);
     b = uv_buf_init((char *)c, (unsigned)len);
     r = len ? uv_try_write((uv_stream_t *)&s->tcp, &b, 1) : 0;
     if (r == UV_EAGAIN)
       r = 0;
     if (r < 0)
-      return r;
+      return tls_write_failed(s, r);
     tls_conn_out_consume(s->tls, (size_t)r);
     c = tls_conn_out(s->tls, &len);
     if (len == 0)
@@ -463,12 +602,12 @@ int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb) {
   r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written);
   if (r != 0)
     return r;
-  s->flags |= S_WRITING;
+  s->flags |= S_WRITING | S_OWNER;
   s->write_cb = cb;
   return 0;
 }
 
-int stream_writing(const stream *s) { return (s->flags & S_WRITING) != 0; }
+int stream_writing(const stream *s) { return (s->flags & S_OWNER) != 0; }
 
 /* ---- closing ---------------------------------------------------------- */
 

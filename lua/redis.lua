@@ -28,6 +28,13 @@ local function handshake(c, cfg)
     local ok, err, cat = c:cmd("SELECT", cfg.db)
     if not ok then return nil, err, cat end
   end
+  if cfg.ssl and not cfg.auth and cfg.db == 0 then
+    -- TLS 1.3 servers reject a missing client certificate only after the
+    -- client's side of the handshake is done: one round trip makes such a
+    -- failure a failed connect rather than a failed first command.
+    local ok, err, cat = c:cmd("PING")
+    if not ok and cat ~= "redis" then return nil, err, cat end
+  end
   return true
 end
 

@@ -342,8 +342,8 @@ static void deliver(conn *c) {
     conn_fail(c, CONN_EPROTO, resp_reader_error(&c->rd));
     return;
   }
-  if (resp_reader_pending(&c->rd) == 0)
-    resp_reader_shrink(&c->rd, IN_KEEP);
+  if (c->rd.cap > IN_KEEP && resp_reader_pending(&c->rd) == 0)
+    resp_reader_shrink(&c->rd, IN_KEEP); /* after a large reply */
 }
 
 static char *on_alloc(stream *s, size_t suggested, size_t *cap) {
@@ -440,6 +440,13 @@ static void on_connected(stream *s, int status) {
     c->flags |= CONN_BROKEN;
     c->cb->on_connect(c, UV_EIO, "cannot read");
     conn_close(c);
+    return;
+  }
+  if (c->flags & (CONN_BROKEN | CONN_CLOSING)) {
+    /* A TLS stream may deliver (and fail) inside stream_read_start. */
+    char text[256];
+    snprintf(text, sizeof(text), "%s", c->errmsg[0] ? c->errmsg : "closed");
+    c->cb->on_connect(c, UV_EIO, text);
     return;
   }
   c->flags |= CONN_CONNECTED;

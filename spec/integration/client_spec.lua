@@ -750,8 +750,14 @@ describe("5. client:read and client:close:", function()
       c:cmd("SUBSCRIBE", "a", "b")
       c:cmd("PSUBSCRIBE", "p*")
       assert.same({ "subscribe", "b", 2 }, c:read().value)
-      assert.same({ "unsubscribe", "a", 2 }, c:cmd("UNSUBSCRIBE"))
-      assert.same({ "unsubscribe", "b", 1 }, c:read().value)
+      -- UNSUBSCRIBE with no channel lists them in the server's hash order.
+      local first = c:cmd("UNSUBSCRIBE")
+      local second = c:read().value
+      assert.same({ "unsubscribe", 2 }, { first[1], first[3] })
+      assert.same({ "unsubscribe", 1 }, { second[1], second[3] })
+      local names = { first[2], second[2] }
+      table.sort(names)
+      assert.same({ "a", "b" }, names)
       assert.same({ "punsubscribe", "p*", 0 }, c:cmd("PUNSUBSCRIBE"))
       assert.same({ "message", "a", "b" }, c:cmd("LRANGE", "l", 0, -1))
       assert.same({ "subscribe", "a", "1" }, c:cmd("LRANGE", "s", 0, -1))

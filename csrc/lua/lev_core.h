@@ -49,6 +49,7 @@ struct lev_ctx {
   lev_deferred *defer;
   int ndefer, capdefer;
   int closing;
+  void *tcp;             /* lev_tcp.c's state (the registry owns it) */
 };
 
 lev_ctx *lev_ctx_get(lua_State *L);

@@ -148,16 +148,10 @@ static void count_live(uv_handle_t *h, void *arg) {
  * Free unless the process talks to itself over lev.tcp; then a walk over
  * the handles. */
 int lev_tcp_stalled(lev_ctx *ctx) {
-  lua_State *L = ctx->L;
-  tcp_state *st;
+  tcp_state *st = (tcp_state *)ctx->tcp; /* checked before every poll */
   lstream *ls;
   unsigned live = 0, reading = 0;
-  if (ctx->loop.active_reqs.count != 0)
-    return 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
-  st = (tcp_state *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (!st || st->pairs == 0)
+  if (!st || st->pairs == 0 || ctx->loop.active_reqs.count != 0)
     return 0;
   uv_walk(&ctx->loop, count_live, &live);
   for (ls = st->established; ls; ls = ls->next) {
@@ -820,12 +814,13 @@ int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx) {
     st = (tcp_state *)lua_newuserdatauv(L, sizeof(*st), 0);
     st->established = NULL;
     st->pairs = 0;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key); /* owns st */
     if (luaL_loadbuffer(L, wrapper_src, sizeof(wrapper_src) - 1,
                         "=lev.tcp.listen handler") != LUA_OK)
       return lua_error(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &wrapper_key);
   }
+  ctx->tcp = st;
   lua_newtable(L);
   lua_pushlightuserdata(L, ctx);
   lua_pushlightuserdata(L, st);

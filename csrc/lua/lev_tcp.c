@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "stream.h"
+#include "tls_opts.h"
 
 #define STREAM_MT "lev.tcp.stream"
 #define SERVER_MT "lev.tcp.server"
@@ -276,62 +277,6 @@ static void cancel_connect(lev_task *t, void *data) {
   }
 }
 
-/* One string field of opts.ssl (at index idx): NULL when absent, else a
- * non-empty string (anchored by the table, which stays on the stack). */
-static const char *ssl_string(lua_State *L, int idx, const char *field) {
-  const char *v = NULL;
-  lua_getfield(L, idx, field);
-  if (!lua_isnil(L, -1)) {
-    size_t len = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      v = lua_tolstring(L, -1, &len);
-    if (!v || len == 0) {
-      lua_pushfstring(L, "ssl.%s must be a non-empty string", field);
-      luaL_argerror(L, 3, lua_tostring(L, -1));
-    }
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-/* opts.ssl (opts at index 3), as redis.connect takes it: nil or false (no
- * TLS), true (verify against the system store), or a table { verify, ca,
- * cert, key, server_name }. Returns 1 when TLS is wanted. Raises an
- * argument error for anything else. */
-static int check_ssl(lua_State *L, tls_config *cfg, const char **name) {
-  int type;
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->verify = 1;
-  *name = NULL;
-  lua_getfield(L, 3, "ssl");
-  type = lua_type(L, -1);
-  if (type == LUA_TNIL || (type == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  if (type == LUA_TBOOLEAN) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  if (type != LUA_TTABLE)
-    luaL_argerror(L, 3, "ssl must be true, false or a table");
-  lua_getfield(L, -1, "verify");
-  if (!lua_isnil(L, -1)) {
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TBOOLEAN, 3,
-                  "ssl.verify must be a boolean");
-    cfg->verify = lua_toboolean(L, -1);
-  }
-  lua_pop(L, 1);
-  cfg->ca_file = ssl_string(L, -1, "ca");
-  cfg->cert_file = ssl_string(L, -1, "cert");
-  cfg->key_file = ssl_string(L, -1, "key");
-  *name = ssl_string(L, -1, "server_name");
-  luaL_argcheck(L, cfg->key_file == NULL || cfg->cert_file != NULL, 3,
-                "ssl.key needs ssl.cert");
-  /* The table stays on the stack: it anchors the strings in cfg. */
-  return 1;
-}
-
 static int l_connect(lua_State *L) {
   lev_ctx *ctx = (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
   tcp_state *st = (tcp_state *)lua_touserdata(L, lua_upvalueindex(2));
@@ -355,7 +300,8 @@ static int l_connect(lua_State *L) {
                     timeout < 1e9, 3, "timeout must be a number > 0");
     }
     lua_pop(L, 1);
-    want_tls = check_ssl(L, &tcfg, &tls.server_name);
+    lua_getfield(L, 3, "ssl"); /* stays: it anchors the strings in tcfg */
+    want_tls = tls_opts_read(L, -1, 3, &tcfg, &tls.server_name);
   }
   t = lev_task_check(ctx, L, "lev.tcp.connect");
   if (want_tls) {

@@ -15,6 +15,7 @@
 #include "lev.h"
 #include "pool.h"
 #include "reply.h"
+#include "tls_opts.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define CLIENT_MT "redis.client"
@@ -665,14 +666,6 @@ static void cancel_connect(lev_task *t, void *data) {
   ((lclient *)data)->connector = NULL; /* cb_connect closes the conn */
 }
 
-static int opt_string(lua_State *L, int idx, const char *field,
-                      const char **out) {
-  lua_getfield(L, idx, field);
-  *out = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
-  lua_pop(L, 1); /* the table still anchors the string */
-  return *out != NULL;
-}
-
 /* core.connect(host, port, timeout, ssl) -> client | nil, text, category
  * ssl: nil, or a table { verify, ca, cert, key, server_name }. */
 static int l_connect(lua_State *L) {
@@ -685,21 +678,14 @@ static int l_connect(lua_State *L) {
   lclient *lc;
   conn *c;
   int r;
-  if (!lua_isnoneornil(L, 4)) {
+  {
     tls_config cfg;
     char err[256];
-    luaL_checktype(L, 4, LUA_TTABLE);
-    memset(&cfg, 0, sizeof(cfg));
-    lua_getfield(L, 4, "verify");
-    cfg.verify = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    opt_string(L, 4, "ca", &cfg.ca_file);
-    opt_string(L, 4, "cert", &cfg.cert_file);
-    opt_string(L, 4, "key", &cfg.key_file);
-    opt_string(L, 4, "server_name", &tls.server_name);
-    if (tls_ctx_new(&tls.ctx, &cfg, err, sizeof(err)) != TLS_OK)
-      return push_fail(L, err, "io");
-    tlsp = &tls;
+    if (tls_opts_read(L, 4, 4, &cfg, &tls.server_name)) {
+      if (tls_ctx_new(&tls.ctx, &cfg, err, sizeof(err)) != TLS_OK)
+        return push_fail(L, err, "io");
+      tlsp = &tls;
+    }
   }
   lua_settop(L, 4);
   lc = new_client(L, rc); /* index 5 */

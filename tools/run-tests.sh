@@ -64,11 +64,13 @@ run_busted() { # name [env...] -- busted args
   count "$name" "$ok" "$nok"
 }
 
-start_redis() { # dir args... -> prints the port(s)
-  local out
-  out=$(tools/redis-server.sh start "$@") || { echo "cannot start redis-server" >&2; return 1; }
+# Starts a server and records it for cleanup; its port(s) in REDIS_OUT.
+# Not called in $(...): a subshell would record it in its own SERVERS,
+# and the server would outlive the run.
+start_redis() { # dir args...
+  REDIS_OUT=$(tools/redis-server.sh start "$@") || {
+    echo "cannot start redis-server" >&2; return 1; }
   SERVERS="$SERVERS $1"
-  echo "$out"
 }
 
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
@@ -83,7 +85,8 @@ run_ctest "ctest (asan+ubsan)" "$ASAN"
 
 # 2. Real servers for the integration specs: plain (with an ACL user) and TLS.
 REDIS_ARGS=(--user "alice on >s3cret ~* &* +@all")
-if PORT=$(start_redis "$WORK/redis" "${REDIS_ARGS[@]}"); then
+if start_redis "$WORK/redis" "${REDIS_ARGS[@]}"; then
+  PORT=$REDIS_OUT
   INT_ENV=("LEVR_REDIS_PORT=$PORT" "LEVR_REDIS_USER=alice" "LEVR_REDIS_PASS=s3cret")
 else
   INT_ENV=()
@@ -91,10 +94,10 @@ else
 fi
 CERTS="$WORK/certs"
 if tools/make-test-certs.sh "$CERTS" >/dev/null 2>&1 &&
-   TLSPORTS=$(start_redis "$WORK/redis-tls" --port 0 --tls-port PORT2 \
+   start_redis "$WORK/redis-tls" --port 0 --tls-port PORT2 \
      --tls-cert-file "$CERTS/server.crt" --tls-key-file "$CERTS/server.key" \
-     --tls-ca-cert-file "$CERTS/ca.crt" --tls-auth-clients optional); then
-  INT_ENV+=("LEVR_TLS_PORT=${TLSPORTS#* }" "LEVR_TLS_CERTS=$CERTS")
+     --tls-ca-cert-file "$CERTS/ca.crt" --tls-auth-clients optional; then
+  INT_ENV+=("LEVR_TLS_PORT=${REDIS_OUT#* }" "LEVR_TLS_CERTS=$CERTS")
 else
   count "start TLS redis-server" 0 1
 fi

@@ -78,9 +78,6 @@ static void connect_done(stream *s, int status) {
   if (status == 0 && (s->flags & S_CLOSING))
     status = UV_ECANCELED;
   s->connect_cb = NULL;
-  if (status != 0 && s->tls) {
-    /* The session is spent; a later read must not feed it. */
-  }
   if (cb)
     cb(s, status);
 }

@@ -104,16 +104,8 @@ return function(E)
     local h, e = typed(s, argv[2], "hash")
     if h == false then return e end
     if not h then return 0 end
-    local n = 0
-    for i = 3, #argv do
-      if hash_del(h, argv[i]) then n = n + 1 end
-    end
-    if #h.fields == 0 then
-      s.db:remove(argv[2])
-    elseif n > 0 then
-      s.db:touch(argv[2])
-    end
-    return n
+    return util.remove_members(s, argv, h, hash_del,
+                               function(o) return #o.fields == 0 end)
   end }
 
   def{ "hgetall", 2, function(s, argv)
@@ -343,16 +335,8 @@ return function(E)
     local set, e = typed(s, argv[2], "set")
     if set == false then return e end
     if not set then return 0 end
-    local n = 0
-    for i = 3, #argv do
-      if set_rem(set, argv[i]) then n = n + 1 end
-    end
-    if set.n == 0 then
-      s.db:remove(argv[2])
-    elseif n > 0 then
-      s.db:touch(argv[2])
-    end
-    return n
+    return util.remove_members(s, argv, set, set_rem,
+                               function(o) return o.n == 0 end)
   end }
 
   local function members(set)

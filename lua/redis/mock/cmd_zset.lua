@@ -159,16 +159,8 @@ return function(E)
     local z, e = typed(s, argv[2])
     if z == false then return e end
     if not z then return 0 end
-    local n = 0
-    for i = 3, #argv do
-      if zdelete(z, argv[i]) then n = n + 1 end
-    end
-    if #z.sorted == 0 then
-      s.db:remove(argv[2])
-    elseif n > 0 then
-      s.db:touch(argv[2])
-    end
-    return n
+    return util.remove_members(s, argv, z, zdelete,
+                               function(o) return #o.sorted == 0 end)
   end }
 
   local function rank(s, argv, rev)

@@ -118,4 +118,20 @@ function M.lower(s)
   return (s:gsub("%u", string.lower))
 end
 
+-- HDEL, SREM, ZREM: removes argv[3..] from obj with del(obj, member), then
+-- drops the key when is_empty(obj) or marks it written when anything went.
+-- Returns how many members were removed.
+function M.remove_members(s, argv, obj, del, is_empty)
+  local n = 0
+  for i = 3, #argv do
+    if del(obj, argv[i]) then n = n + 1 end
+  end
+  if is_empty(obj) then
+    s.db:remove(argv[2])
+  elseif n > 0 then
+    s.db:touch(argv[2])
+  end
+  return n
+end
+
 return M

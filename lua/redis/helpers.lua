@@ -139,19 +139,34 @@ end
 
 -- ---- redis.map ----------------------------------------------------------
 
+-- Is every element a { k, v } pair (RESP3's shape for ZRANGE WITHSCORES,
+-- HRANDFIELD WITHVALUES)? A flat RESP2 list never has a table as a key.
+local function all_pairs(list, n)
+  for i = 1, n do
+    local e = list[i]
+    if type(e) ~= "table" or #e ~= 2 then return false end
+  end
+  return true
+end
+
 -- { k1, v1, k2, v2 } -> { k1 = v1, k2 = v2 }. A table that is already a
--- map (RESP3 HGETALL, CONFIG GET, ...) comes back as it is, so code using
--- map works under both protocols.
+-- map (RESP3 HGETALL, CONFIG GET, ...) comes back as it is, and a list of
+-- { k, v } pairs (RESP3 ZRANGE WITHSCORES) is read pair by pair, so code
+-- using map works under both protocols.
 function M.map(list)
   if type(list) ~= "table" then
     error("redis.map: table expected, got " .. type(list), 2)
   end
   local n = #list
   if n == 0 then return list end
+  local out = {}
+  if all_pairs(list, n) then
+    for i = 1, n do out[list[i][1]] = list[i][2] end
+    return out
+  end
   if n % 2 ~= 0 then
     error("redis.map: odd number of elements (" .. n .. ")", 2)
   end
-  local out = {}
   for i = 1, n, 2 do out[list[i]] = list[i + 1] end
   return out
 end
@@ -369,6 +384,10 @@ local function sha1(msg)
 end
 M.sha1 = sha1
 
+-- Redis's own text; a script's error_reply("NOSCRIPT ...") is not it, and
+-- must not make the script run twice.
+local NOSCRIPT = "NOSCRIPT No matching script"
+
 local Script = {}
 Script.__index = Script
 
@@ -390,7 +409,8 @@ function Script:run(obj, keys, args)
   table.move(args, 1, #args, #argv + 1, argv)
   local n = #argv
   local r = table.pack(obj:cmd(table.unpack(argv, 1, n)))
-  if r[1] == nil and type(r[2]) == "string" and r[2]:find("^NOSCRIPT") then
+  if r[1] == nil and type(r[2]) == "string"
+     and r[2]:find(NOSCRIPT, 1, true) == 1 then
     local sha, err, cat = obj:cmd("SCRIPT", "LOAD", self.source)
     if not sha then return nil, err, cat end
     r = table.pack(obj:cmd(table.unpack(argv, 1, n)))

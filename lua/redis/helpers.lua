@@ -206,6 +206,17 @@ end
 -- at once. It records the first failure that is not a Redis error reply
 -- (the connection is then gone), and it stops working when fn returns:
 -- its connection goes back to the pool, to other users.
+-- MULTI belongs to transaction itself: one opened by fn would take in the
+-- commands fn returns, and EXEC would run them outside its control.
+local OWN = { MULTI = true, EXEC = true, DISCARD = true }
+
+local function refuse_own(name)
+  if type(name) == "string" and OWN[name:upper()] then
+    error("transaction: tx cannot run " .. name:upper()
+      .. "; return the commands from fn instead", 4)
+  end
+end
+
 local function make_tx(conn)
   local state = { conn = conn }
   local tx = {}
@@ -213,6 +224,13 @@ local function make_tx(conn)
     local c = state.conn
     if not c then
       error("transaction: tx used after its function returned", 3)
+    end
+    if method == "cmd" then
+      refuse_own((...))
+    elseif type((...)) == "table" then
+      for _, command in ipairs((...)) do
+        if type(command) == "table" then refuse_own(command[1]) end
+      end
     end
     local r = table.pack(c[method](c, ...))
     if r[1] == nil and r[3] ~= nil and r[3] ~= "redis"

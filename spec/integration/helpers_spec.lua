@@ -147,11 +147,16 @@ describe("14. scan iterators", function()
       local c = connect()
       fill(c, 10000, function(i) return { "SET", "old:" .. i, i } end)
       local writer_done = false
-      -- The writer shares the client: its SETs go out between the SCANs.
+      -- The writer shares the client: its pipelines of 200 SETs go out
+      -- between the SCANs, enough to make Redis grow (rehash) its table
+      -- of keys while the scan goes on.
       local writer = lev.spawn(function()
-        for i = 1, 20000 do
-          assert(c:cmd("SET", "new:" .. i, i) == "OK")
-          if i % 100 == 0 then lev.sleep(0) end
+        for p = 0, 99 do
+          local batch = {}
+          for i = 1, 200 do batch[i] = { "SET", "new:" .. (p * 200 + i), i } end
+          for _, r in ipairs(assert(c:pipeline(batch))) do
+            assert(r[1] == "OK")
+          end
         end
         writer_done = true
       end)
@@ -469,7 +474,13 @@ describe("14. transaction", function()
         local err = raised(c.transaction, c, { watch = { "w" } }, function(tx)
           tx_id = client_id(tx)
           assert(tx:get("w") == nil)
-          if open_multi then assert.equal("OK", tx:multi()) end
+          if open_multi then
+            -- MULTI is the transaction's own: fn cannot open one.
+            assert.matches("tx cannot run MULTI", raised(tx.multi, tx))
+            assert.matches("tx cannot run EXEC", raised(tx.cmd, tx, "exec"))
+            assert.matches("tx cannot run DISCARD",
+              raised(tx.pipeline, tx, { { "GET", "w" }, { "DISCARD" } }))
+          end
           error(cause)
         end)
         assert.equal(cause, err) -- the very same value

@@ -193,19 +193,7 @@ local function shape_exec(arr, null)
   return out
 end
 
-local function check_commands(cmds)
-  if cmds == nil then return {} end
-  if type(cmds) ~= "table" then return nil end
-  for i = 1, #cmds do
-    if type(cmds[i]) ~= "table" or #cmds[i] == 0 then return nil end
-  end
-  return cmds
-end
 
--- The tx handed to fn: commands on the transaction's own connection, run
--- at once. It records the first failure that is not a Redis error reply
--- (the connection is then gone), and it stops working when fn returns:
--- its connection goes back to the pool, to other users.
 -- MULTI belongs to transaction itself: one opened by fn would take in the
 -- commands fn returns, and EXEC would run them outside its control.
 local OWN = { MULTI = true, EXEC = true, DISCARD = true }
@@ -217,6 +205,25 @@ local function refuse_own(name)
   end
 end
 
+-- fn's result: an array of non-empty command arrays, none of them
+-- MULTI, EXEC or DISCARD; nil otherwise.
+local function check_commands(cmds)
+  if cmds == nil then return {} end
+  if type(cmds) ~= "table" then return nil end
+  for i = 1, #cmds do
+    local command = cmds[i]
+    if type(command) ~= "table" or #command == 0 then return nil end
+    if type(command[1]) == "string" and OWN[command[1]:upper()] then
+      return nil
+    end
+  end
+  return cmds
+end
+
+-- The tx handed to fn: commands on the transaction's own connection, run
+-- at once. It records the first failure that is not a Redis error reply
+-- (the connection is then gone), and it stops working when fn returns:
+-- its connection goes back to the pool, to other users.
 local function make_tx(conn)
   local state = { conn = conn }
   local tx = {}
@@ -289,7 +296,8 @@ function M.transaction_on(conn, opts, fn, how)
     local list = check_commands(cmds)
     if not list then
       how.clean = abandon(conn)
-      error("transaction: fn must return an array of command arrays", 0)
+      error("transaction: fn must return an array of command arrays "
+        .. "(without MULTI, EXEC, DISCARD)", 0)
     end
     local p = { { "MULTI" } }
     table.move(list, 1, #list, 2, p)
@@ -298,7 +306,8 @@ function M.transaction_on(conn, opts, fn, how)
     if not res then return nil, err, cat end
     local exec = res[#res]
     if res[1][1] ~= "OK" then
-      -- MULTI refused (fn left one open): nothing of ours ran.
+      -- MULTI refused (an ACL without MULTI): the commands after it ran
+      -- on their own, and EXEC failed; say so with the server's text.
       return nil, res[1][2] or "transaction: MULTI failed", "redis"
     end
     if exec[2] then

@@ -457,6 +457,17 @@ describe("14. transaction", function()
       assert.matches("command 2: ERR wrong number of arguments", err, 1, true)
       assert.equal("redis", cat)
       assert.equal("y", c:cmd("GET", "s"))
+      -- A user whose ACL refuses MULTI: the server's text comes back, and
+      -- (as documented) the commands ran on their own.
+      assert.equal("OK", cli("ACL", "SETUSER", "nomulti", "on", ">pw", "~*",
+                             "&*", "+@all", "-multi"))
+      local nm = assert(redis.connect(cfg({ auth = { user = "nomulti",
+                                                     pass = "pw" } })))
+      r, err, cat = nm:transaction(function() return { { "SET", "s", "z" } } end)
+      assert.is_nil(r); assert.matches("^NOPERM", err); assert.equal("redis", cat)
+      assert.equal("z", c:cmd("GET", "s"))
+      nm:close()
+      assert.equal("1", cli("ACL", "DELUSER", "nomulti"))
       -- No commands: an empty EXEC.
       assert.same({}, assert(c:transaction(function() end)))
       c:close()
@@ -502,6 +513,11 @@ describe("14. transaction", function()
       -- fn returning something else than commands is a programmer error.
       err = raised(c.transaction, c, {}, function() return "SET" end)
       assert.matches("fn must return an array of command arrays", err)
+      err = raised(c.transaction, c, {}, function()
+        return { { "SET", "a", "1" }, { "exec" } }
+      end)
+      assert.matches("without MULTI, EXEC, DISCARD", err)
+      assert.equal("not found", select(2, c:cmd("GET", "a")))
       err = raised(c.transaction, c, { retries = -1 }, function() end)
       assert.matches("retries must be an integer >= 0", err)
       c:close(); other:close()

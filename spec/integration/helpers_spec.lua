@@ -468,6 +468,18 @@ describe("14. transaction", function()
       assert.equal("z", c:cmd("GET", "s"))
       nm:close()
       assert.equal("1", cli("ACL", "DELUSER", "nomulti"))
+      -- fn may read with the scan iterators through tx.
+      assert(c:cmd("HSET", "hh", "a", 1, "b", 2))
+      local copied = assert(c:transaction({ watch = { "hh" } }, function(tx)
+        local cmds = {}
+        for f, v in tx:hscan_iter("hh") do
+          cmds[#cmds + 1] = { "SET", "copy:" .. f, v }
+        end
+        table.sort(cmds, function(x, y) return x[2] < y[2] end)
+        return cmds
+      end))
+      assert.same({ { "OK" }, { "OK" } }, copied)
+      assert.equal("2", c:cmd("GET", "copy:b"))
       -- No commands: an empty EXEC.
       assert.same({}, assert(c:transaction(function() end)))
       c:close()

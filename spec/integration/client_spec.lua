@@ -1,5 +1,6 @@
 -- The client against a real redis-server (started by the test run; see
--- spec/support/int_helper.lua). Section numbers follow CONTRACT.md.
+-- spec/support/int_helper.lua). The sections follow the README's API
+-- sections.
 
 local h = require("int_helper")
 local lev = require("lev")

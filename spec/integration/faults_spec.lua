@@ -139,13 +139,7 @@ teardown(function()
   if own then own:destroy() end
   lev.run(function()
     local c = direct()
-    local cursor = "0"
-    repeat
-      local r = assert(c:cmd("SCAN", cursor, "MATCH", PREFIX .. "*",
-                             "COUNT", 1000))
-      cursor = r[1]
-      if #r[2] > 0 then c:cmd("DEL", table.unpack(r[2])) end
-    until cursor == "0"
+    require("int_helper").delete_prefix(c, PREFIX)
     c:close(true)
   end)
   settle()

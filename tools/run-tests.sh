@@ -110,6 +110,14 @@ grep -A5 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
 run_busted "specs unit (asan+ubsan)" "${ASAN_ENV[@]}" -- spec/unit
 run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- spec/integration
 
+# 3b. Chaos (issue 12): random commands, pipelines, read(), abandonment,
+# closes from finalizers and <close> handlers and a hostile server, every
+# reply checked, on the ASan build for LEVR_CHAOS_SECONDS (default 30).
+# The seed is printed; LEVR_CHAOS_SEED=N replays a run.
+run_busted "chaos (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" \
+  "LEVR_CHAOS_SECONDS=${LEVR_CHAOS_SECONDS:-30}" -- spec/chaos
+grep '^chaos: ' "$WORK/chaos (asan+ubsan).log" | grep -v PROBLEM | sed 's/^/   /'
+
 # 4. Examples as smoke tests, each against the real server.
 ex_ok=0; ex_fail=0
 for ex in examples/*.lua; do

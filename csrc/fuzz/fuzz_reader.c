@@ -82,10 +82,14 @@ static size_t walk(const resp_reply *rep, size_t i, uint64_t *h, int depth,
       ENSURE(nd->fmt[3] == '\0');
       mix(h, nd->fmt, 3);
     }
-    /* Inline request words are bounded by the line limit instead. */
-    if (nd->type == RESP_SIMPLE || nd->type == RESP_ERROR ||
-        nd->type == RESP_BIGNUM || req)
-      ENSURE((size_t)nd->len <= lim->max_line || req);
+    /* Inline request words are bounded by the line limit; a status, an
+     * error or a big number by the bulk cap (never below the line's). */
+    if (req)
+      ENSURE((size_t)nd->len <= lim->max_line);
+    else if (nd->type == RESP_SIMPLE || nd->type == RESP_ERROR ||
+             nd->type == RESP_BIGNUM)
+      ENSURE((size_t)nd->len <= lim->max_line ||
+             nd->len <= lim->max_bulk);
     else
       ENSURE(nd->len <= lim->max_bulk);
     mix(h, rep->base + nd->off, (size_t)nd->len);
@@ -161,8 +165,9 @@ static int drain(resp_reader *r, int flags, const resp_limits *lim,
     ENSURE(rep.count >= 1 && rep.nodes[0].size == rep.count);
     ENSURE(rep.bytes > 0 && rep.bytes <= fed);
     ENSURE(rep.base >= r->buf && rep.base + rep.bytes <= r->buf + r->len);
+    /* max_reply charges the wire bytes and RESP_NODE_COST per value. */
     if (lim->max_reply > 0)
-      ENSURE(rep.bytes <= lim->max_reply);
+      ENSURE(rep.bytes + rep.count * RESP_NODE_COST <= lim->max_reply);
     ENSURE(walk(&rep, 0, &o->hash, 1, lim, flags) == rep.count);
     mix_u64(&o->hash, rep.bytes);
     if (flags & RESP_READER_REQUEST) {
@@ -267,7 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const int depths[4] = {128, 1, 3, 8};
   static const size_t lines[4] = {65536, 4, 16, 100};
   static const int64_t bulks[4] = {65536, 3, 16, 1000};
-  static const size_t replies[4] = {0, 16, 64, 4096};
+  static const size_t replies[4] = {0, 150, 600, 8192};
   static const int64_t elements[4] = {INT64_C(4294967295), 1, 4, 100};
   resp_limits lim;
   outcome whole, pieces, bytes;

@@ -36,8 +36,11 @@ static lev_ctx *upctx(lua_State *L) {
   return (lev_ctx *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
-/* ctx->running is 2 while lev.run is inside uv_run. */
-enum { RUN_IDLE = 0, RUN_TASKS = 1, RUN_POLLING = 2 };
+/* ctx->running is 2 while lev.run is inside uv_run, 3 while lev.run drops
+ * the tasks left at its end: __close handlers of those tasks run then, and
+ * must find lev.run still busy (no nested run, no new task, no task freed
+ * under the abandon loop). */
+enum { RUN_IDLE = 0, RUN_TASKS = 1, RUN_POLLING = 2, RUN_ENDING = 3 };
 
 static void ready_push(lev_ctx *ctx, lev_task *t) {
   t->next_ready = NULL;
@@ -104,6 +107,12 @@ static void task_free(lev_task *t, lua_State *L) {
   if (!ctx->closing)
     luaL_unref(L, LUA_REGISTRYINDEX, t->thread_ref);
   free(t);
+}
+
+/* Whether nothing needs the task struct any more. */
+static int task_releasable(const lev_task *t) {
+  return !t->has_ud &&
+         (t->state == TASK_DONE || (t->state == TASK_FAILED && t->joined));
 }
 
 static int task_finished(const lev_task *t) {
@@ -238,6 +247,15 @@ void lev_task_wake(lev_task *t, int nvalues) {
 
 lev_task *lev_task_check(lev_ctx *ctx, lua_State *L, const char *what) {
   lev_task *t = ctx->current;
+  if (t && t->co != L && t->state == TASK_RUNNING) {
+    /* Inside lev.run, but in a coroutine the task resumed itself (a
+     * coroutine.wrap generator): the scheduler could not resume it. */
+    luaL_error(L, "%s: called from a plain coroutine (coroutine.wrap or "
+               "coroutine.create) inside a lev task, which cannot wait; "
+               "call it from the task's own function, or run that code as "
+               "a task of its own with lev.spawn", what);
+    return NULL;
+  }
   if (!t || t->co != L || t->state != TASK_RUNNING) {
     luaL_error(L, "%s: must be called inside a lev task (lev.run)", what);
     return NULL;
@@ -251,6 +269,30 @@ lev_task *lev_task_check(lev_ctx *ctx, lua_State *L, const char *what) {
 static lev_task *api_current(lev_ctx *ctx, lua_State *L) {
   lev_task *t = ctx->current;
   return t && t->co == L && t->state == TASK_RUNNING ? t : NULL;
+}
+
+/* Replaces the string error on top of co by the message followed by the
+ * task's frames. Their header is "lev task traceback:", not Lua's "stack
+ * traceback:": the standalone interpreter appends its own traceback to a
+ * string error, which then continues the task's (from lev.run outwards)
+ * instead of reading as a second one. An error that already carries a
+ * task's frames (re-raised by lev.timeout, or by a joiner) gets this
+ * task's frames under the same header, as the outer part of one
+ * traceback. L is a free thread. */
+static void task_add_traceback(lua_State *L, lua_State *co) {
+  static const char lua_head[] = "stack traceback:";
+  static const char lev_head[] = "\nlev task traceback:";
+  const char *msg = lua_isnil(co, -1) ? "nil" : lua_tostring(co, -1);
+  const char *tb;
+  luaL_traceback(L, co, NULL, 0);
+  tb = lua_tostring(L, -1);
+  if (strncmp(tb, lua_head, sizeof(lua_head) - 1) == 0)
+    tb += sizeof(lua_head) - 1;
+  lua_pushfstring(L, "%s%s%s", msg, strstr(msg, lev_head) ? "" : lev_head,
+                  tb);
+  lua_remove(L, -2);
+  lua_xmove(L, co, 1);
+  lua_remove(co, -2);
 }
 
 static void task_resume(lev_ctx *ctx, lev_task *t) {
@@ -276,15 +318,9 @@ static void task_resume(lev_ctx *ctx, lev_task *t) {
     task_finish(ctx, t, TASK_DONE);
     return;
   }
-  if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER) {
-    luaL_traceback(ctx->L, co, lua_tostring(co, -1), 0);
-    lua_xmove(ctx->L, co, 1);
-    lua_remove(co, -2);
-  } else if (lua_type(co, -1) == LUA_TNIL) {
-    luaL_traceback(ctx->L, co, "nil", 0);
-    lua_xmove(ctx->L, co, 1);
-    lua_remove(co, -2);
-  }
+  if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER ||
+      lua_type(co, -1) == LUA_TNIL)
+    task_add_traceback(ctx->L, co);
   /* A failed coroutine does not unwind its stack: close it now, so that the
    * task's to-be-closed variables (a `local s <close> = stream`) are closed
    * as they would be on a normal return. The error value is kept aside; an
@@ -483,6 +519,10 @@ static int l_run(lua_State *L) {
   lua_State *prevL = ctx->L;
   lev_task *main_task, *t, *next;
   int nargs, how = RUN_OK, n, waiting = 0;
+  if (ctx->running == RUN_ENDING)
+    return luaL_error(L, "lev.run: already running (lev.run is ending and "
+                      "dropping its tasks; it cannot be nested from their "
+                      "__close handlers or finalizers)");
   if (ctx->running)
     return luaL_error(L, "lev.run: already running (lev.run cannot be "
                       "nested; use lev.spawn)");
@@ -523,18 +563,27 @@ static int l_run(lua_State *L) {
       break;
     }
   }
-  ctx->running = RUN_IDLE;
   /* Whatever is left (after a failure or a deadlock) is dropped, except
    * daemon tasks (servers' connection handlers), which wait for their
    * sockets across lev.run calls. The list is newest first, so a child
-   * that lev.timeout waits for is dropped before its parent, and dropping
-   * a task never frees one that is further down the list. */
+   * that lev.timeout waits for is dropped before its parent. Dropping a
+   * task closes its stack, which runs its __close handlers: RUN_ENDING
+   * keeps them from nesting lev.run or spawning, and holds back task_gc's
+   * frees (a handler may collect a task handle), so that `next` stays
+   * valid; the sweep after the loop frees what they released. */
+  ctx->running = RUN_ENDING;
   for (t = ctx->tasks; t; t = next) {
     next = t->next;
     if (t != main_task && !t->daemon && !task_finished(t)) {
       waiting++;
       task_abandon(ctx, t);
     }
+  }
+  ctx->running = RUN_IDLE;
+  for (t = ctx->tasks; t; t = next) {
+    next = t->next;
+    if (t != main_task && task_releasable(t))
+      task_free(t, L);
   }
   lua_settop(L, 0);
   if (main_task->state == TASK_FAILED) {
@@ -609,6 +658,9 @@ static int l_spawn(lua_State *L) {
   if (!ctx->running)
     return luaL_error(L, "lev.spawn: must be called while lev.run is "
                       "running");
+  if (ctx->running == RUN_ENDING)
+    return luaL_error(L, "lev.spawn: lev.run is ending (called from a "
+                      "__close handler or finalizer of a dropped task)");
   nargs = lua_gettop(L) - 1;
   box = (lev_task **)lua_newuserdatauv(L, sizeof(*box), 0);
   *box = NULL;
@@ -666,7 +718,9 @@ static int task_gc(lua_State *L) {
   if (!t || t->ctx->closing)
     return 0;
   t->has_ud = 0;
-  if (t->state == TASK_DONE || (t->state == TASK_FAILED && t->joined))
+  /* While lev.run ends, its abandon loop holds pointers into the list:
+   * it frees the task itself afterwards. */
+  if (t->ctx->running != RUN_ENDING && task_releasable(t))
     task_free(t, L);
   return 0;
 }

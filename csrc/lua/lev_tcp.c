@@ -341,7 +341,7 @@ static int l_connect(lua_State *L) {
   t = api->check(ctx, L, "lev.tcp.connect");
   if (want_tls) {
     char err[256];
-    if (tls_ctx_new(&tls.ctx, &tcfg, err, sizeof(err)) != TLS_OK)
+    if (tls_opts_context(L, &tcfg, &tls.ctx, err, sizeof(err)) != TLS_OK)
       return tcp_fail(L, err[0] ? err : "ssl: cannot create a context",
                       LEVR_EIO);
     tlsp = &tls;

@@ -1087,7 +1087,7 @@ static int l_connect(lua_State *L) {
     tls_config cfg;
     char err[256];
     if (tls_opts_read(L, 4, 4, &cfg, &tls.server_name)) {
-      if (tls_ctx_new(&tls.ctx, &cfg, err, sizeof(err)) != TLS_OK)
+      if (tls_opts_context(L, &cfg, &tls.ctx, err, sizeof(err)) != TLS_OK)
         return push_fail(L, err, LEVR_EIO);
       tlsp = &tls;
     }

@@ -82,10 +82,21 @@ typedef struct resp_reply {
 typedef struct resp_limits {
   int max_depth;          /* nesting of aggregates; default 128 */
   int64_t max_elements;   /* elements of one aggregate; default 2^32 - 1 */
-  int64_t max_bulk;       /* bytes of one string; default 512 MB */
-  size_t max_line;        /* bytes of a simple line; default 64 KB */
-  size_t max_reply;       /* bytes of one whole reply; 0 = no limit */
+  int64_t max_bulk;       /* bytes of one string (bulk, or the line of a
+                             status, error or big number); default 512 MB */
+  size_t max_line;        /* bytes of a line holding a number (lengths,
+                             counts, integers, doubles; inline requests);
+                             default 64 KB */
+  size_t max_reply;       /* cost of one whole reply: its wire bytes plus
+                             RESP_NODE_COST per value; 0 = no limit */
 } resp_limits;
+
+/* What one value of a reply is charged against max_reply besides its wire
+ * bytes: the reader's resp_node (40 bytes on LP64) and the slot of the
+ * value a consumer makes of it (16 bytes in a Lua table), rounded up. It
+ * bounds what a reply of many tiny values allocates: 10 million "_\r\n"
+ * are 30 MB on the wire but cost 670 MB. */
+#define RESP_NODE_COST 64
 
 /* Reader flags. */
 #define RESP_READER_REQUEST 1 /* read client requests: arrays of bulk
@@ -111,6 +122,7 @@ typedef struct resp_reader {
   int pending_bulk;       /* 1 while waiting for a bulk payload */
   int flags;
   int err;                /* 0 or the sticky error code */
+  size_t str_line;        /* longest status/error/big number line */
   char errmsg[128];
   resp_limits lim;
 } resp_reader;

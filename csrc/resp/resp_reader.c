@@ -47,6 +47,8 @@ struct resp_frame {
 #define NODES_MIN_CAP 16
 #define STACK_MIN_CAP 8
 
+#define LINE_TOO_LONG "line too long"
+
 #define IS_DIGIT(c) ((unsigned)((unsigned char)(c) - '0') <= 9)
 
 #if defined(__GNUC__)
@@ -97,6 +99,13 @@ void resp_reader_init(resp_reader *r, const resp_limits *lim, int flags) {
     r->lim = def;
   }
   r->flags = flags;
+  /* A string line can be as long as a bulk string, never shorter than a
+   * number line. */
+  r->str_line = (uint64_t)r->lim.max_bulk > (uint64_t)SIZE_MAX / 2
+                    ? SIZE_MAX / 2
+                    : (size_t)r->lim.max_bulk;
+  if (r->str_line < r->lim.max_line)
+    r->str_line = r->lim.max_line;
 }
 
 void resp_reader_free(resp_reader *r) {
@@ -342,9 +351,15 @@ static resp_node *node_new(resp_reader *r, int type) {
 }
 
 /* Whether the reply would still be within max_reply if it ended at the
- * absolute position end. */
-static int reply_fits(const resp_reader *r, size_t end) {
-  return r->lim.max_reply == 0 || end - r->start <= r->lim.max_reply;
+ * absolute position end with k more nodes. A reply is charged its wire
+ * bytes plus RESP_NODE_COST per value: a reply of many tiny values (a
+ * million "_\r\n") costs far more parsed than on the wire. */
+static int reply_fits(const resp_reader *r, size_t end, size_t k) {
+  size_t wire = end - r->start;
+  return r->lim.max_reply == 0 ||
+         (wire <= r->lim.max_reply &&
+          (uint64_t)(r->nnodes + k) * RESP_NODE_COST <=
+              (uint64_t)(r->lim.max_reply - wire));
 }
 
 /* Finds the end of the line at pos whose content starts at pos + skip (skip
@@ -356,18 +371,18 @@ static int reply_fits(const resp_reader *r, size_t end) {
  * An error is reported only once it is certain from the bytes seen, and
  * the checks run in the same order whether the line is whole or not, so
  * that however the input is split the same error comes out. */
-static int find_line(resp_reader *r, size_t skip, int bare_lf, size_t *cend,
-                     size_t *next) {
+static int find_line(resp_reader *r, size_t skip, int bare_lf, size_t max,
+                     const char *toolong, size_t *cend, size_t *next) {
   size_t cs = r->pos + skip;
   size_t from = r->scan > cs ? r->scan : cs;
   size_t wend, i, content;
   const char *nl = NULL;
   int crlf;
 
-  /* The '\n' of a line of max_line bytes is at cs + max_line + 1. */
+  /* The '\n' of a line of max bytes is at cs + max + 1. */
   wend = r->len;
-  if (r->lim.max_line < SIZE_MAX - 2 - cs && cs + r->lim.max_line + 2 < wend)
-    wend = cs + r->lim.max_line + 2;
+  if (max < SIZE_MAX - 2 - cs && cs + max + 2 < wend)
+    wend = cs + max + 2;
   if (from < wend)
     nl = memchr(r->buf + from, '\n', wend - from);
   if (nl == NULL) {
@@ -377,8 +392,8 @@ static int find_line(resp_reader *r, size_t skip, int bare_lf, size_t *cend,
     content = wend - cs;
     if (content > 0 && r->buf[wend - 1] == '\r')
       content--;
-    if (content > r->lim.max_line)
-      return fail(r, "line too long");
+    if (content > max)
+      return fail(r, "%s", toolong);
     return RESP_AGAIN;
   }
   i = (size_t)(nl - r->buf);
@@ -386,11 +401,11 @@ static int find_line(resp_reader *r, size_t skip, int bare_lf, size_t *cend,
   crlf = i > cs && nl[-1] == '\r';
   *cend = crlf ? i - 1 : i;
   *next = i + 1;
-  if (*cend - cs > r->lim.max_line)
-    return fail(r, "line too long");
+  if (*cend - cs > max)
+    return fail(r, "%s", toolong);
   if (!crlf && !bare_lf)
     return fail(r, "line not terminated by CRLF");
-  if (!reply_fits(r, *next))
+  if (!reply_fits(r, *next, 1))
     return fail(r, "reply too large");
   return 1;
 }
@@ -511,12 +526,24 @@ static int parse_double(char *p, size_t n, double *out) {
 
 /* + - : , # ( _ : one line, one leaf node. */
 static int parse_line_value(resp_reader *r, char t) {
-  size_t cs = r->pos + 1, ce, next, n;
+  size_t cs = r->pos + 1, ce, next, n, max = r->lim.max_line;
+  const char *toolong = LINE_TOO_LONG;
   char *p;
   resp_node *nd;
   int rc;
 
-  rc = find_line(r, 1, 0, &ce, &next);
+  /* A status, an error or a big number is a string: Redis sends one as
+   * long as a bulk string (a script's status_reply), so it gets the bulk
+   * cap, and max_reply when that is lower (an unterminated line is never
+   * buffered past it); max_line guards the lines that hold a number. */
+  if (t == '+' || t == '-' || t == '(') {
+    max = r->str_line;
+    if (r->lim.max_reply != 0 && r->lim.max_reply < max) {
+      max = r->lim.max_reply;
+      toolong = "reply too large";
+    }
+  }
+  rc = find_line(r, 1, 0, max, toolong, &ce, &next);
   if (rc != 1)
     return rc;
   if ((rc = reserve_nodes(r, 1)) != 0)
@@ -603,7 +630,8 @@ static int parse_bulk_header(resp_reader *r, char t) {
   int64_t n;
   int rc;
 
-  rc = find_line(r, 1, 0, &ce, &next);
+  rc = find_line(r, 1, 0, r->lim.max_line, LINE_TOO_LONG, &ce,
+                 &next);
   if (rc != 1)
     return rc;
   if (ce - cs == 1 && r->buf[cs] == '?')
@@ -623,7 +651,7 @@ static int parse_bulk_header(resp_reader *r, char t) {
     return fail(r, "invalid bulk length");
   if (n > r->lim.max_bulk || (uint64_t)n > SIZE_MAX - 2 - next)
     return fail(r, "bulk string too long");
-  if (!reply_fits(r, next + (size_t)n + 2))
+  if (!reply_fits(r, next + (size_t)n + 2, 1))
     return fail(r, "reply too large");
   if (t == '=' && n < 4)
     return fail(r, "invalid verbatim string");
@@ -647,7 +675,8 @@ static int parse_aggregate(resp_reader *r, char t) {
   int64_t n;
   int rc, req = r->flags & RESP_READER_REQUEST;
 
-  rc = find_line(r, 1, 0, &ce, &next);
+  rc = find_line(r, 1, 0, r->lim.max_line, LINE_TOO_LONG, &ce,
+                 &next);
   if (rc != 1)
     return rc;
   if (ce - cs == 1 && r->buf[cs] == '?')
@@ -825,7 +854,8 @@ static int parse_inline(resp_reader *r) {
   resp_node *nd;
   int rc;
 
-  rc = find_line(r, 0, 1, &ce, &next);
+  rc = find_line(r, 0, 1, r->lim.max_line, LINE_TOO_LONG, &ce,
+                 &next);
   if (rc != 1)
     return rc;
   /* Counting first means the only allocation happens before the bytes
@@ -838,6 +868,8 @@ static int parse_inline(resp_reader *r) {
   }
   if ((uint64_t)n > (uint64_t)r->lim.max_elements)
     return fail(r, "too many elements in aggregate");
+  if (!reply_fits(r, next, n + 1))
+    return fail(r, "reply too large");
   if ((rc = reserve_nodes(r, n + 1)) != 0)
     return rc;
   nd = node_new(r, RESP_ARRAY);

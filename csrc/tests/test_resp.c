@@ -1030,32 +1030,54 @@ TEST(line_limit) {
 
   resp_limits_default(&lim);
   lim.max_line = 8;
-  EXPECT_LIM("+12345678\r\n", &lim, "+\"12345678\"\n");
-  EXPECT_LIM("+123456789\r\n", &lim, PE "line too long");
-  EXPECT_LIM("+123456789", &lim, PE "line too long");
-  EXPECT_LIM("+12345678\r", &lim, "");
-  EXPECT_LIM("-12345678x", &lim, PE "line too long");
+  lim.max_bulk = 10;
+  /* Lines that hold a number get max_line. */
+  EXPECT_LIM(":12345678\r\n", &lim, ":12345678\n");
   EXPECT_LIM(":123456789\r\n", &lim, PE "line too long");
+  EXPECT_LIM(":123456789", &lim, PE "line too long");
+  EXPECT_LIM(":12345678\r", &lim, "");
   EXPECT_LIM("$123456789\r\n", &lim, PE "line too long");
   EXPECT_LIM("*123456789\r\n", &lim, PE "line too long");
+  EXPECT_LIM(",1.2345678\r\n", &lim, PE "line too long");
+  /* A status, an error or a big number is a string: it gets the bulk cap
+   * (Redis sends a script's status_reply as long as a bulk string). */
+  EXPECT_LIM("+1234567890\r\n", &lim, "+\"1234567890\"\n");
+  EXPECT_LIM("-1234567890\r\n", &lim, "-\"1234567890\"\n");
+  EXPECT_LIM("(1234567890\r\n", &lim, "(\"1234567890\"\n");
+  EXPECT_LIM("+12345678901\r\n", &lim, PE "line too long");
+  EXPECT_LIM("+12345678901", &lim, PE "line too long");
+  EXPECT_LIM("+1234567890\r", &lim, "");
+  EXPECT_LIM("-12345678901x", &lim, PE "line too long");
   /* Bulk payloads are not lines. */
-  EXPECT_LIM("$12\r\n123456789012\r\n", &lim, "$\"123456789012\"\n");
+  EXPECT_LIM("$10\r\n1234567890\r\n", &lim, "$\"1234567890\"\n");
   expect_at(__LINE__, "12345678\n", 9, RESP_READER_REQUEST, &lim,
             "*[$\"12345678\"]\n");
   expect_at(__LINE__, "12345678\r\n", 10, RESP_READER_REQUEST, &lim,
             "*[$\"12345678\"]\n");
   expect_at(__LINE__, "123456789\n", 10, RESP_READER_REQUEST, &lim,
             PE "line too long");
-  /* The default, 64 KB, at its edge. */
+  /* The defaults: a number line of 64 KB at most; a status line over
+   * 64 KB (issue 12 item 12: a script's 70 KB status_reply) is a reply. */
   in = malloc(n + 4);
   REQUIRE(in != NULL);
   in[0] = '+';
   memset(in + 1, 'a', n + 1);
+  memcpy(in + n + 2, "\r\n", 2);
+  got = transcript(in, n + 4, 0, NULL, RANDOM, 7, 5000);
+  CHECK(strlen(got) == n + 5 && got[n + 4] == '\n');
+  free(got);
+  in[0] = '-';
+  got = transcript(in, n + 4, 0, NULL, RANDOM, 7, 5000);
+  CHECK(strlen(got) == n + 5 && got[0] == '-');
+  free(got);
+  in[0] = ':';
+  memset(in + 1, '0', n);
+  in[n] = '7';
   memcpy(in + n + 1, "\r\n", 2);
   got = transcript(in, n + 3, 0, NULL, RANDOM, 7, 5000);
-  CHECK(strlen(got) == n + 4 && got[n + 3] == '\n');
+  CHECK_STR(got, ":7\n");
   free(got);
-  in[n + 1] = 'a';
+  in[n + 1] = '0';
   memcpy(in + n + 2, "\r\n", 2);
   got = transcript(in, n + 4, 0, NULL, RANDOM, 7, 5000);
   CHECK_STR(got, PE "line too long");
@@ -1063,11 +1085,35 @@ TEST(line_limit) {
   free(in);
 }
 
+TEST(string_line_bounded_by_reply) {
+  resp_limits lim;
+  char in[300];
+
+  /* Below the bulk cap, max_reply bounds an unterminated status line:
+   * the reader never buffers more of it than the reply may cost. */
+  resp_limits_default(&lim);
+  lim.max_reply = 100;
+  in[0] = '+';
+  memset(in + 1, 'x', sizeof in - 1);
+  expect_at(__LINE__, in, sizeof in, 0, &lim, PE "reply too large");
+  expect_at(__LINE__, in, 101, 0, &lim, "");
+  expect_at(__LINE__, in, 102, 0, &lim, PE "reply too large");
+  /* One that fits (wire + RESP_NODE_COST) passes. */
+  memcpy(in + 20, "\r\n", 2);
+  lim.max_reply = 22 + RESP_NODE_COST;
+  expect_at(__LINE__, in, 22, 0, &lim,
+            "+\"xxxxxxxxxxxxxxxxxxx\"\n");
+  lim.max_reply = 21 + RESP_NODE_COST;
+  expect_at(__LINE__, in, 22, 0, &lim, PE "reply too large");
+}
+
 TEST(reply_limit) {
   resp_limits lim;
+  enum { C = RESP_NODE_COST };
 
   resp_limits_default(&lim);
-  lim.max_reply = 20;
+  /* 20 wire bytes, 3 values. */
+  lim.max_reply = 20 + 3 * C;
   EXPECT_LIM("*2\r\n$2\r\nab\r\n$2\r\ncd\r\n", &lim, "*[$\"ab\" $\"cd\"]\n");
   /* Each reply on its own; a pipeline is not one reply. */
   EXPECT_LIM("*2\r\n$2\r\nab\r\n$2\r\ncd\r\n*2\r\n$2\r\nab\r\n$2\r\ncd\r\n",
@@ -1075,14 +1121,60 @@ TEST(reply_limit) {
   EXPECT_LIM("*2\r\n$3\r\nabc\r\n$3\r\nabc\r\n", &lim,
              PE "reply too large");
   /* Known from the bulk header already. */
-  EXPECT_LIM("$100\r\n", &lim, PE "reply too large");
-  EXPECT_LIM("+0123456789012345678\r\n", &lim,
-             PE "reply too large");
-  /* Attributes count. */
+  EXPECT_LIM("$200\r\n", &lim, PE "reply too large");
+  /* Attributes count while they last. */
+  lim.max_reply = 22 + C;
+  EXPECT_LIM("+cc\r\n", &lim, "+\"cc\"\n");
   EXPECT_LIM("|1\r\n+aaaa\r\n+bbbb\r\n+cc\r\n", &lim,
              PE "reply too large");
+  lim.max_reply = 20 + 3 * C;
   EXPECT_LIM("*9\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n", &lim,
              PE "reply too large");
+}
+
+/* Issue 12 item 9: 10 million "_\r\n" are 30 MB on the wire and 670 MB
+ * parsed. Each value is charged RESP_NODE_COST on top of its bytes, so
+ * max_reply bounds what a reply allocates, not only what it reads. */
+TEST(reply_limit_charges_values) {
+  resp_limits lim;
+  resp_reader r;
+  resp_reply rep;
+  size_t n = 100, wire, i;
+  char *in = malloc(8 + 3 * n), *p = in;
+
+  REQUIRE(in != NULL);
+  p += sprintf(p, "*%zu\r\n", n);
+  for (i = 0; i < n; i++, p += 3)
+    memcpy(p, "_\r\n", 3);
+  wire = (size_t)(p - in);
+  resp_limits_default(&lim);
+  /* Exactly the cost fits; a byte less fails, however it is fed. */
+  lim.max_reply = wire + (n + 1) * RESP_NODE_COST;
+  resp_reader_init(&r, &lim, 0);
+  CHECK_INT(resp_reader_feed(&r, in, wire), 0);
+  CHECK_INT(resp_reader_next(&r, &rep), RESP_OK);
+  CHECK_INT(rep.count, n + 1);
+  CHECK_INT(rep.bytes, wire);
+  resp_reader_free(&r);
+  lim.max_reply--;
+  resp_reader_init(&r, &lim, 0);
+  CHECK_INT(resp_reader_feed(&r, in, wire), 0);
+  CHECK_INT(resp_reader_next(&r, &rep), RESP_EPROTO);
+  CHECK_STR(resp_reader_error(&r), "protocol error: reply too large");
+  resp_reader_free(&r);
+  /* Ten times the wire size is far from enough. */
+  lim.max_reply = wire * 10;
+  resp_reader_init(&r, &lim, 0);
+  for (i = 0; i < wire; i++)
+    CHECK_INT(resp_reader_feed(&r, in + i, 1), 0);
+  CHECK_INT(resp_reader_next(&r, &rep), RESP_EPROTO);
+  resp_reader_free(&r);
+  /* Without max_reply nothing is charged. */
+  resp_reader_init(&r, NULL, 0);
+  CHECK_INT(resp_reader_feed(&r, in, wire), 0);
+  CHECK_INT(resp_reader_next(&r, &rep), RESP_OK);
+  resp_reader_free(&r);
+  free(in);
 }
 
 /* ---- streaming ----------------------------------------------------------- */
@@ -1680,6 +1772,8 @@ static const struct {
     CASE(bulk_limit),
     CASE(line_limit),
     CASE(reply_limit),
+    CASE(string_line_bounded_by_reply),
+    CASE(reply_limit_charges_values),
     CASE(corpus_whole),
     CASE(corpus_one_byte_at_a_time),
     CASE(corpus_random_chunks),

@@ -29,6 +29,11 @@ local RULES = {
   { field = "host", required = true,
     msg = "host must be a non-empty string",
     check = function(v) if nonempty_string(v) then return v end end },
+  -- A NUL or other control byte is never part of a host name, and a NUL
+  -- would cut the name short in C.
+  { field = "host",
+    msg = "host must not contain control characters",
+    check = function(v) if not v:find("%c") then return v end end },
   { field = "port", default = 6379,
     msg = "port must be an integer in 1..65535",
     check = function(v)

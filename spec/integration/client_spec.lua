@@ -102,7 +102,7 @@ describe("1. modules and the runtime:", function()
       error("boom")
     end)
     assert.matches("boom", err, 1, true)
-    assert.matches("stack traceback", err, 1, true)
+    assert.matches("lev task traceback:", err, 1, true)
     assert.is_true(h.gone(id))
     local t = { reason = "table" }
     local ok, e = pcall(run, function()

@@ -156,19 +156,22 @@ local RAISES = {
     function(c)
       return coroutine.wrap(function() return c:cmd("PING") end)()
     end,
-    "redis: cmd: must be called inside a lev task (lev.run)" },
+    "redis: cmd: called from a plain coroutine (coroutine.wrap or "
+    .. "coroutine.create) inside a lev task" },
   { "pipeline from a plain coroutine inside a task",
     function(c)
       return coroutine.wrap(function()
         return c:pipeline({ { "PING" } })
       end)()
     end,
-    "redis: pipeline: must be called inside a lev task (lev.run)" },
+    "redis: pipeline: called from a plain coroutine (coroutine.wrap or "
+    .. "coroutine.create) inside a lev task" },
   { "connect from a plain coroutine inside a task",
     function()
       return coroutine.wrap(function() return redis.connect(CFG) end)()
     end,
-    "redis.connect: must be called inside a lev task (lev.run)" },
+    "redis.connect: called from a plain coroutine (coroutine.wrap or "
+    .. "coroutine.create) inside a lev task" },
   { "lev.run inside lev.run",
     function() return lev.run(function() end) end,
     "lev.run: already running (lev.run cannot be nested; use lev.spawn)" },

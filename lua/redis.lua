@@ -9,6 +9,7 @@
 
 local core = require("redis.core")
 local config = require("redis.config")
+local handshake = require("redis.handshake")
 
 local redis = {
   VERSION = core.version,
@@ -19,50 +20,34 @@ local redis = {
 -- Idle connections younger than this are reused without a PING.
 local FRESH_SECONDS = 5
 
-local function handshake(c, cfg)
-  if cfg.auth then
-    local ok, err, cat = c:cmd("AUTH", cfg.auth.user, cfg.auth.pass)
-    if not ok then return nil, err, cat end
+-- Takes a usable idle connection of this key from the pool, or nil.
+local function take(key, cfg)
+  while true do
+    local c, idle = core.take(key)
+    if not c then return nil end
+    core.ready(c, key, cfg) -- applies this caller's timeout to the check
+    if idle < FRESH_SECONDS or c:cmd("PING") == "PONG" then return c end
+    c:close(true)
   end
-  if cfg.db ~= 0 then
-    local ok, err, cat = c:cmd("SELECT", cfg.db)
-    if not ok then return nil, err, cat end
-  end
-  if cfg.ssl and not cfg.auth and cfg.db == 0 then
-    -- TLS 1.3 servers reject a missing client certificate only after the
-    -- client's side of the handshake is done: one round trip makes such a
-    -- failure a failed connect rather than a failed first command.
-    local ok, err, cat = c:cmd("PING")
-    if not ok and cat ~= "redis" then return nil, err, cat end
-  end
-  return true
 end
 
 function redis.connect(conf)
   local cfg, err = config.normalize(conf)
   if not cfg then return nil, err, "config" end
   local key = config.pool_key(cfg)
-  while true do
-    local c, idle = core.take(key)
-    if not c then break end
-    if idle < FRESH_SECONDS then
-      core.ready(c, key, cfg)
-      return c
-    end
-    core.ready(c, key, cfg) -- applies this caller's timeout to the check
-    if c:cmd("PING") == "PONG" then return c end
-    c:close(true)
+  local c = take(key, cfg)
+  if not c and cfg.protocol == 3 then
+    -- A protocol 3 connection that fell back to RESP2 (see below).
+    c = take(config.pool_key(cfg, true), cfg)
   end
-  local c, cerr, cat = core.connect(cfg.host, cfg.port, cfg.timeout,
-                                    cfg.ssl or nil)
-  if not c then return nil, cerr, cat end
-  local ok, herr, hcat = handshake(c, cfg)
-  if not ok then
-    c:close(true)
-    return nil, herr, hcat
-  end
-  core.ready(c, key, cfg)
-  return c
+  if c then return c end
+  local conn, proto, cat = handshake.open(cfg)
+  if not conn then return nil, proto, cat end
+  -- A connection that fell back to RESP2 is pooled apart, so that whoever
+  -- takes it knows which protocol it speaks.
+  core.ready(conn, proto == cfg.protocol and key
+                   or config.pool_key(cfg, true), cfg)
+  return conn
 end
 
 -- Idle pooled connections for a config (for tests and diagnostics).

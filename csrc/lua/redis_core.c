@@ -349,7 +349,7 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
     }
     break;
   case 'H':
-    if (name_is(name, n, "HELLO"))
+    if (name_is(name, n, "HELLO") && lc->ready)
       c->flags |= CONN_DIRTY;
     break;
   case 'A':
@@ -365,8 +365,9 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
       size_t k;
       const char *a = lua_type(L, first) == LUA_TSTRING
                           ? lua_tolstring(L, first, &k) : NULL;
+      /* SETNAME in the handshake is part of the pool key. */
       if (a && (name_is(a, k, "REPLY") || name_is(a, k, "TRACKING") ||
-                name_is(a, k, "SETNAME")))
+                (name_is(a, k, "SETNAME") && lc->ready)))
         c->flags |= CONN_DIRTY;
     }
     break;

@@ -21,8 +21,15 @@
 #define CLIENT_MT "redis.client"
 #define READER_MT "redis.reader"
 #define QUEUE_PAUSE 10000   /* read() backlog that pauses the socket */
+/* Method sugar closures kept in the shared method table. Redis has a few
+ * hundred command names; past this, a new name gets a closure that is not
+ * cached (it works, and is collected), so reading a million distinct
+ * fields does not grow memory. */
+#define SUGAR_MAX 1024
 
 static const char rctx_key = 'r';
+
+typedef struct lclient lclient;
 
 typedef struct rctx {
   const lev_api *api;
@@ -30,29 +37,59 @@ typedef struct rctx {
   uv_loop_t *loop;
   lua_State *L;            /* the main thread: a stack for read() queues */
   pool pool;
+  size_t sugar;            /* sugar closures cached in the method table */
 } rctx;
 
-typedef struct lclient {
+/* A client's C state. The Lua side is a plain table (the client object);
+ * the clients table (a weak-keyed registry table, upvalue 1 of every
+ * method) maps it to a light userdata of this struct, or to false once the
+ * table was finalized. This struct lives exactly as long as the table:
+ * allocated in new_client, freed by the table's __gc. */
+struct lclient {
   conn *c;
   rctx *rc;
   int ready;               /* handshake done: AUTH/SELECT now mark dirty */
   char *key;               /* pool key */
+  size_t keylen;
   void *connector;         /* task waiting in connect */
   int ud_idx;              /* the client's stack index in that task */
   void *reader;            /* task waiting in read() */
+  void *closewaiter;       /* task waiting in core.wait_closed */
   int queue_ref;           /* read() backlog: table in the registry */
   lua_Integer qhead, qtail;
-} lclient;
+  int fallback_ref;        /* core.set_fallback's function, or LUA_NOREF */
+  char lasterr[128];       /* why the last connection ended */
+  const char *lastcat;
+};
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* Every function of the module and every client method has two upvalues:
+ * the clients table and the rctx. */
 static rctx *up_rctx(lua_State *L) {
-  return (rctx *)lua_touserdata(L, lua_upvalueindex(1));
+  return (rctx *)lua_touserdata(L, lua_upvalueindex(2));
 }
 
-static lclient *check_client(lua_State *L) {
-  return (lclient *)luaL_checkudata(L, 1, CLIENT_MT);
+/* The client at stack index 1, from the clients table (upvalue 1): its
+ * state, or NULL for a table that was finalized (a finalizer that kept a
+ * reference to it); raises for anything that is not a client. */
+static lclient *check_client_at(lua_State *L, int idx) {
+  void *p;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TLIGHTUSERDATA) {
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return (lclient *)p;
+  }
+  p = lua_type(L, -1) == LUA_TBOOLEAN ? (void *)L : NULL;
+  lua_pop(L, 1);
+  if (p)
+    return NULL; /* finalized */
+  luaL_typeerror(L, idx, CLIENT_MT);
+  return NULL;
 }
+
+#define check_client(L) check_client_at((L), 1)
 
 static int push_fail(lua_State *L, const char *msg, const char *category) {
   lua_pushnil(L);
@@ -209,13 +246,31 @@ static void cb_fail(conn *c, conn_slot *s, int err, const char *msg) {
   lc->rc->api->wake(t, 3);
 }
 
+/* Wakes a task parked in core.wait_closed with text, category. */
+static void wake_closewaiter(lclient *lc, const char *msg, const char *cat) {
+  lev_task *t = (lev_task *)lc->closewaiter;
+  lua_State *co;
+  snprintf(lc->lasterr, sizeof(lc->lasterr), "%s", msg);
+  lc->lastcat = cat;
+  if (!t)
+    return;
+  lc->closewaiter = NULL;
+  co = lc->rc->api->thread(t);
+  lua_pushstring(co, msg);
+  lua_pushstring(co, cat);
+  lc->rc->api->wake(t, 2);
+}
+
 static void cb_close(conn *c) {
   lclient *lc = (lclient *)c->data;
-  if (!lc)
+  const char *msg, *cat;
+  if (!lc || lc->c != c)
     return;
   lc->c = NULL;
-  wake_reader(lc, c->errmsg[0] ? c->errmsg : "closed",
-              c->errmsg[0] ? category_name(c->errcode) : "closed");
+  msg = c->errmsg[0] ? c->errmsg : "closed";
+  cat = c->errmsg[0] ? category_name(c->errcode) : "closed";
+  wake_reader(lc, msg, cat);
+  wake_closewaiter(lc, msg, cat);
 }
 
 static const conn_callbacks callbacks = {
@@ -416,12 +471,39 @@ static int bad_arg(lua_State *L, buf *b, size_t mark, int argn, int idx,
                     "%s", what, argn, luaL_typename(L, idx));
 }
 
-/* cmd(self, name, ...) and the method sugar (name in upvalue 2). */
+static int fallback_k(lua_State *L, int status, lua_KContext base) {
+  (void)status;
+  return lua_gettop(L) - (int)base;
+}
+
+/* The client has no usable connection. With a fallback installed
+ * (core.set_fallback), its result is the method's result:
+ * fallback(client, op, ...) where op is "cmd", "pipeline" or "read" and
+ * ... are the method's arguments (for method sugar: the command name,
+ * upper-cased, then the arguments). Without one: nil, "closed", "closed". */
+static int no_connection(lua_State *L, lclient *lc, const char *op,
+                         int sugar) {
+  int base = lua_gettop(L), i;
+  if (!lc || lc->fallback_ref == LUA_NOREF)
+    return push_fail(L, "closed", "closed");
+  luaL_checkstack(L, base + 4, "redis: too many arguments");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  lua_pushvalue(L, 1);
+  lua_pushstring(L, op);
+  if (sugar)
+    lua_pushvalue(L, lua_upvalueindex(3));
+  for (i = 2; i <= base; i++)
+    lua_pushvalue(L, i);
+  lua_callk(L, base + 1 + sugar, LUA_MULTRET, base, fallback_k);
+  return fallback_k(L, LUA_OK, base);
+}
+
+/* cmd(self, name, ...) and the method sugar (name in upvalue 3). */
 static int do_cmd(lua_State *L, int sugar) {
   lclient *lc = check_client(L);
-  rctx *rc = lc->rc;
+  rctx *rc = up_rctx(L);
   int top = lua_gettop(L), first = sugar ? 2 : 3, i;
-  conn *c = lc->c;
+  conn *c = lc ? lc->c : NULL;
   const char *name;
   size_t namelen, mark;
   lev_task *t;
@@ -429,14 +511,14 @@ static int do_cmd(lua_State *L, int sugar) {
   buf *b;
   t = rc->api->check(rc->lctx, L, "redis: cmd");
   if (sugar) {
-    name = lua_tolstring(L, lua_upvalueindex(2), &namelen);
+    name = lua_tolstring(L, lua_upvalueindex(3), &namelen);
   } else {
     if (top < 2 || lua_type(L, 2) != LUA_TSTRING)
       return luaL_error(L, "redis: cmd: the command name must be a string");
     name = lua_tolstring(L, 2, &namelen);
   }
   if (!c || (c->flags & (CONN_BROKEN | CONN_CLOSING)))
-    return push_fail(L, "closed", "closed");
+    return no_connection(L, lc, "cmd", sugar);
   b = conn_outbuf(c);
   mark = b->len;
   if (resp_encode_array_header(b, top - first + 2) ||
@@ -493,8 +575,8 @@ static int pipe_raise(lua_State *L, conn *c, size_t mark, int flags) {
 
 static int l_pipeline(lua_State *L) {
   lclient *lc = check_client(L);
-  rctx *rc = lc->rc;
-  conn *c = lc->c;
+  rctx *rc = up_rctx(L);
+  conn *c = lc ? lc->c : NULL;
   lua_Integer n, i;
   size_t mark;
   lev_task *t;
@@ -514,7 +596,7 @@ static int l_pipeline(lua_State *L) {
   }
   t = rc->api->check(rc->lctx, L, "redis: pipeline");
   if (!c || (c->flags & (CONN_BROKEN | CONN_CLOSING)))
-    return push_fail(L, "closed", "closed");
+    return no_connection(L, lc, "pipeline", 0);
   if (n > 0x7fffffff)
     return luaL_error(L, "redis: pipeline: too many commands");
   lua_settop(L, 2);
@@ -624,8 +706,10 @@ static void cancel_read(lev_task *t, void *data) {
 
 static int l_read(lua_State *L) {
   lclient *lc = check_client(L);
-  rctx *rc = lc->rc;
+  rctx *rc = up_rctx(L);
   lev_task *t = rc->api->check(rc->lctx, L, "redis: read");
+  if (!lc)
+    return no_connection(L, lc, "read", 0);
   if (lc->qtail > lc->qhead) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
     lua_rawgeti(L, -1, ++lc->qhead);
@@ -639,7 +723,7 @@ static int l_read(lua_State *L) {
     return 1;
   }
   if (!lc->c || (lc->c->flags & (CONN_BROKEN | CONN_CLOSING)))
-    return push_fail(L, "closed", "closed");
+    return no_connection(L, lc, "read", 0);
   if (lc->c->count > 0)
     return luaL_error(L, "redis: read: commands are pending on this client "
                       "(read() is for replies nobody asked for, such as "
@@ -654,13 +738,35 @@ static int l_read(lua_State *L) {
 
 /* ---- connect, pool, close --------------------------------------------- */
 
+/* Pushes a new client table; its state is registered in the clients
+ * table (upvalue 1 of the calling function). */
 static lclient *new_client(lua_State *L, rctx *rc) {
-  lclient *lc = (lclient *)lua_newuserdatauv(L, sizeof(*lc), 1);
-  memset(lc, 0, sizeof(*lc));
+  lclient *lc;
+  lua_createtable(L, 0, 2);
+  luaL_setmetatable(L, CLIENT_MT);
+  lc = (lclient *)calloc(1, sizeof(*lc));
+  if (!lc) {
+    luaL_error(L, "redis.connect: out of memory");
+    return NULL;
+  }
   lc->rc = rc;
   lc->queue_ref = LUA_NOREF;
-  luaL_setmetatable(L, CLIENT_MT);
+  lc->fallback_ref = LUA_NOREF;
+  lua_pushvalue(L, -1);
+  lua_pushlightuserdata(L, lc);
+  lua_rawset(L, lua_upvalueindex(1));
   return lc;
+}
+
+static void set_key(lclient *lc, const char *key, size_t n) {
+  char *k = (char *)malloc(n + 1);
+  free(lc->key);
+  lc->key = k;
+  lc->keylen = k ? n : 0;
+  if (k) {
+    memcpy(k, key, n);
+    k[n] = 0;
+  }
 }
 
 static void cancel_connect(lev_task *t, void *data) {
@@ -732,7 +838,7 @@ static int l_take(lua_State *L) {
   lc->c = c;
   c->data = lc;
   lc->ready = 1;
-  lc->key = strdup(key);
+  set_key(lc, key, strlen(key));
   lua_pushnumber(L, (double)idle / 1000.0);
   return 2;
 }
@@ -748,9 +854,11 @@ static int l_pool_count(lua_State *L) {
  * key. Not a client method, so user code cannot re-key a connection. */
 static int l_ready(lua_State *L) {
   lclient *lc = check_client(L);
-  const char *key = luaL_checkstring(L, 2);
-  free(lc->key);
-  lc->key = strdup(key);
+  size_t keylen;
+  const char *key = luaL_checklstring(L, 2, &keylen);
+  if (!lc)
+    return 0;
+  set_key(lc, key, keylen);
   lc->ready = 1;
   if (lc->c && lua_istable(L, 3)) {
     /* This caller's limits, also on a connection taken from the pool. */
@@ -766,7 +874,9 @@ static int l_ready(lua_State *L) {
     lua_pop(L, 3);
   }
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, 1);
+  lua_pushliteral(L, "cfg");
+  lua_insert(L, 3);
+  lua_rawset(L, 1); /* client.cfg = cfg */
   return 0;
 }
 
@@ -780,6 +890,7 @@ static void client_release(lclient *lc, int keep, int wake) {
     return;
   lc->c = NULL;
   wake_reader(lc, "closed", "closed");
+  wake_closewaiter(lc, "closed", "closed");
   queue_release(lc);
   if (keep && lc->ready && lc->key && conn_clean(c)) {
     c->data = NULL;
@@ -794,67 +905,177 @@ static void client_release(lclient *lc, int keep, int wake) {
 
 static int l_close(lua_State *L) {
   lclient *lc = check_client(L);
-  client_release(lc, !lua_toboolean(L, 2), 1);
+  if (lc)
+    client_release(lc, !lua_toboolean(L, 2), 1);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int client_gc(lua_State *L) {
-  lclient *lc = check_client(L);
+static void client_free(lclient *lc) {
   client_release(lc, 0, 0);
+  queue_release(lc);
+  if (lc->fallback_ref != LUA_NOREF)
+    luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->fallback_ref);
   free(lc->key);
-  lc->key = NULL;
+  free(lc);
+}
+
+/* __gc of the client table: its state goes with it. The entry in the
+ * clients table becomes false, so a finalizer that still holds the table
+ * sees a closed client. */
+static int client_gc(lua_State *L) {
+  lclient *lc;
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TLIGHTUSERDATA)
+    return 0;
+  lc = (lclient *)lua_touserdata(L, -1);
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, 0);
+  lua_rawset(L, lua_upvalueindex(1));
+  client_free(lc);
   return 0;
 }
 
 /* __close (a `local c <close>` leaving scope, in a task): like close(true),
  * so other tasks' pending commands fail with "closed" instead of hanging. */
 static int client_tbc_close(lua_State *L) {
-  client_release(check_client(L), 0, 1);
+  lclient *lc = check_client(L);
+  if (lc)
+    client_release(lc, 0, 1);
   return 0;
 }
 
 static int client_tostring(lua_State *L) {
   lclient *lc = check_client(L);
-  lua_getiuservalue(L, 1, 1);
+  int open = lc && lc->c;
+  lua_pushliteral(L, "cfg");
+  lua_rawget(L, 1);
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "host");
     lua_getfield(L, -2, "port");
     lua_pushfstring(L, "redis.client (%s:%s%s): %p", lua_tostring(L, -2),
-                    lua_tostring(L, -1), lc->c ? "" : ", closed",
-                    (void *)lc);
+                    lua_tostring(L, -1), open ? "" : ", closed",
+                    lua_topointer(L, 1));
   } else {
-    lua_pushfstring(L, "redis.client (%s): %p", lc->c ? "open" : "closed",
-                    (void *)lc);
+    lua_pushfstring(L, "redis.client (%s): %p", open ? "open" : "closed",
+                    lua_topointer(L, 1));
   }
   return 1;
 }
 
-/* __index: methods, then cfg, then method sugar made on first use. */
-static int client_index(lua_State *L) {
+/* __index of the method table (which is the clients' __index): method
+ * sugar, made on first use. c:get(k) is c:cmd("GET", k). The first
+ * SUGAR_MAX names are cached in the method table; later ones get a fresh
+ * closure each time (see SUGAR_MAX). */
+static int methods_index(lua_State *L) {
+  rctx *rc = up_rctx(L);
   size_t n, i;
   const char *k;
   char upper[64];
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-    return 1;
   if (lua_type(L, 2) != LUA_TSTRING)
-    return 1;
+    return 0;
   k = lua_tolstring(L, 2, &n);
-  if (n == 3 && memcmp(k, "cfg", 3) == 0) {
-    lua_getiuservalue(L, 1, 1);
-    return 1;
-  }
-  if (n == 0 || n >= sizeof(upper) || k[0] == '_')
-    return 1;
+  if (n == 0 || n >= sizeof(upper) || k[0] == '_' ||
+      (n == 3 && memcmp(k, "cfg", 3) == 0))
+    return 0;
   for (i = 0; i < n; i++)
-    upper[i] = (char)toupper((unsigned char)k[i]);
+    upper[i] = (char)upper_ascii((unsigned char)k[i]);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* clients */
   lua_pushvalue(L, lua_upvalueindex(2)); /* rctx */
   lua_pushlstring(L, upper, n);
-  lua_pushcclosure(L, l_sugar, 2);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, l_sugar, 3);
+  if (rc->sugar < SUGAR_MAX) {
+    rc->sugar++;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+  }
+  return 1;
+}
+
+/* ---- seams for Lua modules (reconnect) -------------------------------- */
+
+/* core.attach(client, fresh): client takes over fresh's connection (with
+ * its pool key and handshake state); fresh is left without one. A
+ * connection client still had is closed first, failing what is pending
+ * on it with "closed". */
+static int l_attach(lua_State *L) {
+  lclient *dst = check_client(L), *src = check_client_at(L, 2);
+  conn *c, *old;
+  luaL_argcheck(L, dst && src, 1, "a closed client");
+  if (dst == src)
+    return 0;
+  c = src->c;
+  if (!c)
+    return luaL_error(L, "redis.core.attach: the fresh client has no "
+                      "connection");
+  old = dst->c;
+  if (old) {
+    dst->c = NULL;
+    wake_reader(dst, "closed", "closed");
+    conn_close(old); /* fails its pending slots through cb_fail */
+    old->data = NULL;
+  }
+  src->c = NULL;
+  c->data = dst;
+  dst->c = c;
+  dst->ready = src->ready;
+  free(dst->key);
+  dst->key = src->key;
+  dst->keylen = src->keylen;
+  src->key = NULL;
+  src->keylen = 0;
+  return 0;
+}
+
+static void cancel_waitclosed(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->closewaiter == t)
+    lc->closewaiter = NULL;
+}
+
+/* core.wait_closed(client) -> text, category: parks until the client's
+ * connection has ended (at once when it has none); text and category say
+ * why ("closed", "closed" after close()). One task at a time. */
+static int l_wait_closed(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t = rc->api->check(rc->lctx, L, "redis.core.wait_closed");
+  if (!lc || !lc->c) {
+    lua_pushstring(L, lc && lc->lasterr[0] ? lc->lasterr : "closed");
+    lua_pushstring(L, lc && lc->lastcat ? lc->lastcat : "closed");
+    return 2;
+  }
+  if (lc->closewaiter)
+    return luaL_error(L, "redis.core.wait_closed: another task is already "
+                      "waiting on this client");
+  lc->closewaiter = t;
+  rc->api->park(t, cancel_waitclosed, lc);
+  return lua_yield(L, 0);
+}
+
+/* core.set_fallback(client, fn | nil): see no_connection. */
+static int l_set_fallback(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc)
+    return 0;
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lc->fallback_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  lc->fallback_ref = LUA_NOREF;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_settop(L, 2);
+    lc->fallback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 0;
+}
+
+/* core.is_client(v) -> boolean */
+static int l_is_client(lua_State *L) {
+  lua_settop(L, 1);
+  lua_rawget(L, lua_upvalueindex(1));
+  lua_pushboolean(L, !lua_isnil(L, -1));
   return 1;
 }
 
@@ -961,11 +1182,19 @@ static const luaL_Reg client_methods[] = {
   {"close", l_close}, {NULL, NULL}
 };
 
+static const luaL_Reg client_meta[] = {
+  {"__gc", client_gc}, {"__close", client_tbc_close},
+  {"__tostring", client_tostring}, {NULL, NULL}
+};
+
 static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
-  {"ready", l_ready},
+  {"ready", l_ready}, {"attach", l_attach}, {"wait_closed", l_wait_closed},
+  {"set_fallback", l_set_fallback}, {"is_client", l_is_client},
   {NULL, NULL}
 };
+
+static const char clients_key = 'c';
 
 EXPORT int luaopen_redis_core(lua_State *L);
 
@@ -973,6 +1202,7 @@ int luaopen_redis_core(lua_State *L) {
   const lev_api *api = lev_api_get(L);
   rctx *rc;
   rctx **box;
+  int clients, methods;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rctx_key);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -999,25 +1229,41 @@ int luaopen_redis_core(lua_State *L) {
   rc = *box;
   lua_pop(L, 1);
 
-  /* The client class: methods first, sugar generated and cached there. */
+  /* The clients table: client table -> light userdata of its lclient
+   * (false once finalized). Weak keys: it does not keep clients alive. */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &clients_key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &clients_key);
+  }
+  clients = lua_gettop(L);
+
+  /* The client class: a shared metatable whose __index is the method
+   * table; the method table's own __index makes method sugar. */
   if (luaL_newmetatable(L, CLIENT_MT)) {
     int mt = lua_gettop(L);
     lua_newtable(L); /* methods */
+    lua_pushvalue(L, clients);
     lua_pushlightuserdata(L, rc);
-    luaL_setfuncs(L, client_methods, 1);
-    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, client_methods, 2);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, clients);
     lua_pushlightuserdata(L, rc);
-    lua_pushcclosure(L, client_index, 2);
+    lua_pushcclosure(L, methods_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, client_gc);
-    lua_setfield(L, mt, "__gc");
-    lua_pushcfunction(L, client_tbc_close);
-    lua_setfield(L, mt, "__close");
-    lua_pushcfunction(L, client_tostring);
-    lua_setfield(L, mt, "__tostring");
+    lua_pushvalue(L, clients);
+    lua_pushlightuserdata(L, rc);
+    luaL_setfuncs(L, client_meta, 2);
   }
-  lua_pop(L, 1);
+  lua_getfield(L, -1, "__index");
+  methods = lua_gettop(L);
   if (luaL_newmetatable(L, READER_MT)) {
     lua_newtable(L);
     lua_pushcfunction(L, reader_feed);
@@ -1033,8 +1279,11 @@ int luaopen_redis_core(lua_State *L) {
   lua_pop(L, 1);
 
   lua_newtable(L);
+  lua_pushvalue(L, clients);
   lua_pushlightuserdata(L, rc);
-  luaL_setfuncs(L, core_funcs, 1);
+  luaL_setfuncs(L, core_funcs, 2);
+  lua_pushvalue(L, methods);
+  lua_setfield(L, -2, "methods");
   lua_pushcfunction(L, l_reader);
   lua_setfield(L, -2, "reader");
   lua_pushcfunction(L, l_encode);

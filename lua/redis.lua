@@ -10,6 +10,7 @@
 local core = require("redis.core")
 local config = require("redis.config")
 local handshake = require("redis.handshake")
+local reconnect = require("redis.reconnect")
 
 local redis = {
   VERSION = core.version,
@@ -31,23 +32,35 @@ local function take(key, cfg)
   end
 end
 
+-- The client for cfg: from the pool, or a new connection; protocol says
+-- which protocol it speaks.
+local function open(cfg)
+  local key = config.pool_key(cfg)
+  local c = take(key, cfg)
+  if c then return c, cfg.protocol end
+  if cfg.protocol == 3 then
+    -- A protocol 3 connection that fell back to RESP2 (see below).
+    c = take(config.pool_key(cfg, true), cfg)
+    if c then return c, 2 end
+  end
+  local proto, cat
+  c, proto, cat = handshake.open(cfg)
+  if not c then return nil, proto, cat end
+  -- A connection that fell back to RESP2 is pooled apart, so that whoever
+  -- takes it knows which protocol it speaks.
+  core.ready(c, proto == cfg.protocol and key
+                or config.pool_key(cfg, true), cfg)
+  return c, proto
+end
+
 function redis.connect(conf)
   local cfg, err = config.normalize(conf)
   if not cfg then return nil, err, "config" end
-  local key = config.pool_key(cfg)
-  local c = take(key, cfg)
-  if not c and cfg.protocol == 3 then
-    -- A protocol 3 connection that fell back to RESP2 (see below).
-    c = take(config.pool_key(cfg, true), cfg)
-  end
-  if c then return c end
-  local conn, proto, cat = handshake.open(cfg)
-  if not conn then return nil, proto, cat end
-  -- A connection that fell back to RESP2 is pooled apart, so that whoever
-  -- takes it knows which protocol it speaks.
-  core.ready(conn, proto == cfg.protocol and key
-                   or config.pool_key(cfg, true), cfg)
-  return conn
+  local c, proto, cat = open(cfg)
+  if not c then return nil, proto, cat end
+  c.protocol = proto
+  if cfg.reconnect then reconnect.manage(c, cfg) end
+  return c
 end
 
 -- Idle pooled connections for a config (for tests and diagnostics).

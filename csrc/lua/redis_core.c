@@ -60,6 +60,16 @@ struct lclient {
   int fallback_ref;        /* core.set_fallback's function, or LUA_NOREF */
   char lasterr[128];       /* why the last connection ended */
   const char *lastcat;
+  /* Session facts kept across connections, for reconnect (issue 13). */
+  lua_Integer db;          /* database of the last SELECT that succeeded,
+                              or -1 (none since the handshake) */
+  int subs_ref;            /* subscriptions by name: registry table, or
+                              LUA_NOREF */
+  int closed;              /* close() was called */
+  int push_on;             /* non-pub/sub pushes go to core.next_push */
+  void *pushwaiter;        /* task waiting in core.next_push */
+  int push_ref;            /* pushes not yet taken: registry table */
+  lua_Integer phead, ptail;
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -144,6 +154,81 @@ static void wake_reader(lclient *lc, const char *msg, const char *cat) {
   lc->rc->api->wake((lev_task *)t, 3);
 }
 
+/* ---- session facts for reconnect ------------------------------------- */
+
+/* A confirmation (subscribe, psubscribe, ssubscribe or an un- form) adds
+ * or removes its name in the client's subscriptions: subs_ref is
+ * { [1] = channels, [2] = patterns, [3] = shard channels }, each a set. */
+static void track_subscription(lclient *lc, const resp_reply *r) {
+  const resp_node *k = &r->nodes[1], *name = &r->nodes[2];
+  const char *p = r->base + k->off;
+  lua_State *L = lc->rc->L;
+  int family, add;
+  size_t n = (size_t)k->len;
+  if (r->nodes->len < 2 || (name->type != RESP_BULK &&
+                            name->type != RESP_SIMPLE))
+    return; /* an unsubscribe with nothing subscribed names nothing */
+  /* subscribe 9, unsubscribe 11: channels; psubscribe 10, punsubscribe
+   * 12: patterns; ssubscribe 10, sunsubscribe 12: shard channels. */
+  add = n == 9 || n == 10;
+  family = n == 9 || n == 11 ? 1 : (p[0] | 32) == 'p' ? 2 : 3;
+  if (lc->subs_ref == LUA_NOREF) {
+    lua_createtable(L, 3, 0);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 1);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 2);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 3);
+    lc->subs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->subs_ref);
+  lua_rawgeti(L, -1, family);
+  lua_pushlstring(L, r->base + name->off, (size_t)name->len);
+  if (add)
+    lua_pushboolean(L, 1);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+static void wake_pushwaiter(lclient *lc) {
+  lev_task *t = (lev_task *)lc->pushwaiter;
+  if (!t)
+    return;
+  lc->pushwaiter = NULL;
+  lua_pushnil(lc->rc->api->thread(t));
+  lc->rc->api->wake(t, 1);
+}
+
+/* A push that is not pub/sub traffic, with push handlers registered: to
+ * the task in core.next_push, or queued for it (the socket pauses when
+ * QUEUE_PAUSE pushes wait, as for read()). */
+static void deliver_push(lclient *lc, conn *c, const resp_reply *r) {
+  lev_task *t = (lev_task *)lc->pushwaiter;
+  lua_State *L;
+  if (t) {
+    lc->pushwaiter = NULL;
+    L = lc->rc->api->thread(t);
+    lua_checkstack(L, 4);
+    reply_push_result(L, r);
+    lc->rc->api->wake(t, 1);
+    return;
+  }
+  L = lc->rc->L;
+  if (lc->push_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lc->push_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->push_ref);
+  reply_push_result(L, r);
+  lua_rawseti(L, -2, ++lc->ptail);
+  lua_pop(L, 1);
+  if (lc->ptail - lc->phead >= QUEUE_PAUSE)
+    conn_pause(c, 1);
+}
+
 static void cb_connect(conn *c, int status, const char *msg) {
   lclient *lc = (lclient *)c->data;
   lev_task *t;
@@ -179,6 +264,16 @@ static void cb_reply(conn *c, conn_slot *s, const resp_reply *r) {
   if (!s) {
     if (!lc)
       return;
+    {
+      int kind = conn_pubsub_kind(r);
+      if (kind == CONN_REPLY_CONFIRM)
+        track_subscription(lc, r);
+      else if (kind == CONN_REPLY_OTHER && lc->push_on &&
+               r->nodes->type == RESP_PUSH) {
+        deliver_push(lc, c, r);
+        return;
+      }
+    }
     if (lc->reader) {
       t = (lev_task *)lc->reader;
       lc->reader = NULL;
@@ -202,6 +297,14 @@ static void cb_reply(conn *c, conn_slot *s, const resp_reply *r) {
         conn_pause(c, 1);
     }
     return;
+  }
+  /* What the session became, even when nobody waits for the reply. */
+  if (lc && (s->select | s->subscribe)) {
+    if (s->subscribe && conn_pubsub_kind(r) == CONN_REPLY_CONFIRM)
+      track_subscription(lc, r);
+    else if (s->select && r->nodes->type == RESP_SIMPLE &&
+             (s->kind == SLOT_CMD || s->received + 1 == s->sub_count))
+      lc->db = s->select_db;
   }
   t = (lev_task *)s->waiter;
   if (!t)
@@ -383,8 +486,15 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
     break;
   case 'S':
     if (name_is(name, n, "SELECT")) {
+      lua_Integer db;
+      int isnum = 0;
       if (lc->ready)
         c->flags |= CONN_DIRTY;
+      db = nargs == 1 ? lua_tointegerx(L, first, &isnum) : 0;
+      if (isnum && db >= 0 && db <= INT32_MAX) {
+        s->select = 1; /* tracked once the server says OK */
+        s->select_db = (int32_t)db;
+      }
     } else if (name_is(name, n, "SUBSCRIBE") ||
                name_is(name, n, "SSUBSCRIBE")) {
       c->flags |= CONN_SUBSCRIBED | CONN_DIRTY;
@@ -448,10 +558,12 @@ static int classify_relevant(const char *name, size_t n) {
 }
 
 /* Does classify() read the arguments themselves (not just count them)? */
-static int classify_needs_args(const char *name) {
+static int classify_needs_args(const char *name, size_t n) {
   switch (toupper((unsigned char)name[0])) {
   case 'B': case 'C': case 'W': case 'X':
     return 1;
+  case 'S':
+    return name_is(name, n, "SELECT");
   default:
     return 0;
   }
@@ -583,6 +695,8 @@ static int l_pipeline(lua_State *L) {
   conn_slot *s;
   buf *b;
   double block = 0;
+  uint32_t sel_at = 0;     /* the pipeline's last SELECT, 1-based */
+  int32_t sel_db = 0;
   int flags;
   if (lua_isnoneornil(L, 2)) {
     lua_newtable(L);
@@ -653,7 +767,7 @@ static int l_pipeline(lua_State *L) {
      * pushed. */
     memset(&probe, 0, sizeof(probe));
     if (classify_relevant(name, namelen)) {
-      if (!classify_needs_args(name)) {
+      if (!classify_needs_args(name, namelen)) {
         classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
       } else if (argc > 0x7fffff || !lua_checkstack(L, (int)argc)) {
         c->flags |= CONN_DIRTY; /* too long to check: never pooled */
@@ -662,6 +776,10 @@ static int l_pipeline(lua_State *L) {
           lua_rawgeti(L, 3, k);
         classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
       }
+    }
+    if (probe.select) {
+      sel_at = (uint32_t)i;
+      sel_db = probe.select_db;
     }
     if (probe.block < 0 || block < 0)
       block = -1;
@@ -682,6 +800,11 @@ static int l_pipeline(lua_State *L) {
   s->remaining = (uint32_t)n;
   s->aux = 3;
   s->block = block;
+  if (sel_at) {
+    s->select = 1;
+    s->sub_count = sel_at;
+    s->select_db = sel_db;
+  }
   if (c->count == 1)
     conn_arm(c);
   rc->api->park(t, cancel_slot, c);
@@ -718,7 +841,8 @@ static int l_read(lua_State *L) {
     if (lc->qhead == lc->qtail)
       lc->qhead = lc->qtail = 0;
     if (lc->c && (lc->c->flags & CONN_PAUSED) &&
-        lc->qtail - lc->qhead < QUEUE_PAUSE / 2)
+        lc->qtail - lc->qhead < QUEUE_PAUSE / 2 &&
+        lc->ptail - lc->phead < QUEUE_PAUSE / 2)
       conn_pause(lc->c, 0);
     return 1;
   }
@@ -752,6 +876,9 @@ static lclient *new_client(lua_State *L, rctx *rc) {
   lc->rc = rc;
   lc->queue_ref = LUA_NOREF;
   lc->fallback_ref = LUA_NOREF;
+  lc->db = -1;
+  lc->subs_ref = LUA_NOREF;
+  lc->push_ref = LUA_NOREF;
   lua_pushvalue(L, -1);
   lua_pushlightuserdata(L, lc);
   lua_rawset(L, lua_upvalueindex(1));
@@ -886,6 +1013,8 @@ static int l_ready(lua_State *L) {
 static void client_release(lclient *lc, int keep, int wake) {
   conn *c = lc->c;
   rctx *rc = lc->rc;
+  lc->closed = 1;
+  wake_pushwaiter(lc);
   if (!c)
     return;
   lc->c = NULL;
@@ -916,6 +1045,10 @@ static void client_free(lclient *lc) {
   queue_release(lc);
   if (lc->fallback_ref != LUA_NOREF)
     luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  if (lc->subs_ref != LUA_NOREF)
+    luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->subs_ref);
+  if (lc->push_ref != LUA_NOREF)
+    luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->push_ref);
   free(lc->key);
   free(lc);
 }
@@ -1079,6 +1212,109 @@ static int l_is_client(lua_State *L) {
   return 1;
 }
 
+/* core.is_open(client) -> boolean: it has a connection that has not
+ * failed (commands would be sent, not handed to the fallback). */
+static int l_is_open(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_pushboolean(L, lc && lc->c &&
+                     !(lc->c->flags & (CONN_BROKEN | CONN_CLOSING)));
+  return 1;
+}
+
+/* core.selected_db(client) -> db | nil: the database of the last SELECT
+ * the server accepted on this client (across its connections), nil when
+ * there was none since connect (then cfg.db holds). A SELECT queued
+ * inside MULTI is not seen. */
+static int l_selected_db(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc || lc->db < 0)
+    return 0;
+  lua_pushinteger(L, lc->db);
+  return 1;
+}
+
+/* core.subscriptions(client) -> { channels = {...}, patterns = {...},
+ * shard_channels = {...} }, each sorted: what the server confirmed and
+ * did not unsubscribe since, across the client's connections. */
+static int l_subscriptions(lua_State *L) {
+  static const char *const names[] = { "channels", "patterns",
+                                       "shard_channels" };
+  lclient *lc = check_client(L);
+  int i;
+  lua_settop(L, 1);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort"); /* index 3 */
+  lua_createtable(L, 0, 3);    /* index 4 */
+  for (i = 0; i < 3; i++) {
+    lua_Integer n = 0;
+    lua_newtable(L);
+    if (lc && lc->subs_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lc->subs_ref);
+      lua_rawgeti(L, -1, i + 1);
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -5, ++n);
+      }
+      lua_pop(L, 2);
+    }
+    if (n > 1 && lua_isfunction(L, 3)) {
+      lua_pushvalue(L, 3);
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
+    lua_setfield(L, 4, names[i]);
+  }
+  return 1;
+}
+
+/* core.set_push(client, on): with on, RESP3 pushes that are not pub/sub
+ * traffic go to core.next_push instead of read(). */
+static int l_set_push(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (lc)
+    lc->push_on = lua_toboolean(L, 2);
+  return 0;
+}
+
+static void cancel_nextpush(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->pushwaiter == t)
+    lc->pushwaiter = NULL;
+}
+
+/* core.next_push(client) -> push (an array) | nil once the client was
+ * closed. Parks until one arrives; one task at a time. */
+static int l_next_push(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t = rc->api->check(rc->lctx, L, "redis.core.next_push");
+  if (!lc)
+    return 0;
+  if (lc->ptail > lc->phead) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lc->push_ref);
+    lua_rawgeti(L, -1, ++lc->phead);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, lc->phead);
+    if (lc->phead == lc->ptail)
+      lc->phead = lc->ptail = 0;
+    if (lc->c && (lc->c->flags & CONN_PAUSED) &&
+        lc->qtail - lc->qhead < QUEUE_PAUSE / 2 &&
+        lc->ptail - lc->phead < QUEUE_PAUSE / 2)
+      conn_pause(lc->c, 0);
+    return 1;
+  }
+  if (lc->closed)
+    return 0;
+  if (lc->pushwaiter)
+    return luaL_error(L, "redis.core.next_push: another task is already "
+                      "waiting on this client");
+  lc->pushwaiter = t;
+  rc->api->park(t, cancel_nextpush, lc);
+  return lua_yield(L, 0);
+}
+
 /* ---- request/reply readers for Lua (the mock server, tests) ----------- */
 
 typedef struct lreader {
@@ -1191,6 +1427,9 @@ static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
   {"ready", l_ready}, {"attach", l_attach}, {"wait_closed", l_wait_closed},
   {"set_fallback", l_set_fallback}, {"is_client", l_is_client},
+  {"is_open", l_is_open}, {"selected_db", l_selected_db},
+  {"subscriptions", l_subscriptions}, {"set_push", l_set_push},
+  {"next_push", l_next_push},
   {NULL, NULL}
 };
 

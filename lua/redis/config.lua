@@ -270,9 +270,10 @@ end
 -- host:port/db, +ssl and its identity, +the AUTH identity, +the
 -- protocol and the client name. fallback: the key of a protocol = 3
 -- connection that fell back to RESP2 (the server has no HELLO), kept apart
--- so that whoever takes it from the pool knows it speaks RESP2.
-function M.pool_key(cfg, fallback)
-  local key = string.format("%s:%d/%d", cfg.host, cfg.port, cfg.db)
+-- so that whoever takes it from the pool knows it speaks RESP2. db: the
+-- database the connection is on, when not cfg.db (after a reconnect).
+function M.pool_key(cfg, fallback, db)
+  local key = string.format("%s:%d/%d", cfg.host, cfg.port, db or cfg.db)
   if cfg.protocol == 3 then
     key = key .. (fallback and "+resp3>2" or "+resp3")
   end

@@ -109,7 +109,7 @@ local function cycle(c, st)
     lev.sleep(d)
     if st.status == "closed" then return false, "closed" end
     local db = core.selected_db(c)
-    local fresh, proto, cat = handshake.open(cfg, db)
+    local fresh, proto = handshake.open(cfg, db)
     if st.status == "closed" then
       if fresh then fresh:close(true) end
       return false, "closed"
@@ -128,8 +128,7 @@ local function cycle(c, st)
       if st.status == "closed" then return false, "closed" end
       last = err
     else
-      last = proto -- the error text
-      local _ = cat
+      last = proto -- handshake.open's error text
     end
   end
 end
@@ -148,8 +147,9 @@ local function watch(c, st)
     end
     st.status = "reconnecting"
     st.cycle = lev._daemon(cycle, c, st)
-    local _, ok, why = st.cycle:join()
+    local fine, ok, why = st.cycle:join()
     st.cycle = nil
+    if not fine then error(ok, 0) end -- a bug: reported by lev.run
     if not ok then
       if st.status ~= "closed" then
         st.status = "closed"
@@ -273,7 +273,7 @@ function methods.on(c, event, fn)
   list[#list + 1] = h
   st.counts[event] = (st.counts[event] or 0) + 1
   if st.status ~= "closed" and core.is_open(c) then
-    if event ~= "push" and event ~= "end" then start_watch(c, st) end
+    if event ~= "push" then start_watch(c, st) end
     if event == "push" then
       core.set_push(c, true)
       if not st.dispatcher then

@@ -479,6 +479,25 @@ describe("reconnect: stopping", function()
     end)
   end)
 
+  it("stops when a <close> variable goes out of scope while reconnecting",
+     function()
+    run(function()
+      local log
+      do
+        local c <close> = assert(redis.connect(cfg_for(srv.port, {
+          reconnect = { strategy = "fixed", delay = 0.02 } })))
+        log = record(c)
+        srv:kill()
+        assert.truthy(eventually(function() return #delays(log) >= 1 end))
+      end
+      assert.truthy(eventually(function() return count(log, "end") == 1 end))
+      srv:restart()
+      lev.sleep(0.1)
+      assert.equal(0, count(log, "reconnect")) -- it did not come back
+      assert.equal(1, count(log, "end"))
+    end)
+  end)
+
   it("stops when a handler calls close(); the client never crashes",
      function()
     run(function()

@@ -98,10 +98,12 @@ size_t conn_pending(const conn *c) { return c->count; }
 int conn_paused(const conn *c) { return (c->flags & CONN_PAUSED) != 0; }
 void conn_set_timeout(conn *c, double secs) {
   c->timeout = secs;
-  if (secs <= 0) {
+  if (secs <= 0)
     c->head_due = 0;
+  if (c->count)
+    arm_head(c); /* the head's wait starts again under the new limit */
+  else
     schedule(c);
-  }
 }
 void conn_set_max_pending(conn *c, size_t n) { c->max_pending = n; }
 void conn_set_max_reply(conn *c, size_t bytes) {
@@ -213,8 +215,7 @@ static void fail_slots(conn *c, int err, const char *msg) {
     slot_pop(c);
     free(s.effects);
     s.effects = NULL;
-    if (s.waiter)
-      c->cb->on_fail(c, &s, err, msg);
+    c->cb->on_fail(c, &s, err, msg);
   }
 }
 
@@ -262,8 +263,6 @@ void conn_fail(conn *c, int err, const char *msg) {
 void conn_abandon(conn *c, void *waiter, int err, const char *msg) {
   size_t i;
   int may_block = 0;
-  if (c->flags & CONN_CLOSING)
-    return;
   for (i = 0; i < c->count; i++) {
     conn_slot *s = &c->slots[(c->head + i) % c->cap];
     if (s->waiter == waiter) {
@@ -273,7 +272,7 @@ void conn_abandon(conn *c, void *waiter, int err, const char *msg) {
   }
   /* Alone and not blocking: its reply will come and is dropped, the
    * connection stays. Otherwise nothing may wait behind it. */
-  if (c->count > 1 || may_block)
+  if (!(c->flags & CONN_CLOSING) && (c->count > 1 || may_block))
     conn_fail(c, err, msg);
 }
 
@@ -481,16 +480,14 @@ static void deliver(conn *c) {
         done.effects = NULL;
       }
       arm_head(c);
-      if (done.waiter)
-        c->cb->on_reply(c, &done, &r);
+      c->cb->on_reply(c, &done, &r);
     } else {
       /* The callback may queue or fail commands, which moves or pops the
        * slots: it gets a copy, and the slot is updated first. */
       conn_slot cur = *s;
       s->received++;
       partial = 1;
-      if (cur.waiter)
-        c->cb->on_reply(c, &cur, &r);
+      c->cb->on_reply(c, &cur, &r);
     }
   }
   /* Each reply restarts the clock, also one of the many a pipeline waits

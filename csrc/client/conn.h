@@ -74,9 +74,10 @@ typedef struct conn_cmd {
                            malloc'd, the conn frees it */
 } conn_cmd;
 
-/* A pending command as callbacks see it (a copy: read-only). */
+/* A pending command as callbacks see it (a copy: read-only). Callbacks
+ * get forgotten slots too (waiter NULL), so every reply is seen. */
 typedef struct conn_slot {
-  void *waiter;        /* NULL once forgotten (conn_forget) */
+  void *waiter;        /* NULL once forgotten (conn_forget, conn_abandon) */
   int aux;
   uint32_t remaining;  /* replies still expected */
   uint32_t received;
@@ -155,7 +156,8 @@ int conn_clean(const conn *c);       /* may go back to a pool */
 const char *conn_error(const conn *c);
 int conn_errcode(const conn *c);
 
-/* Limits: seconds per wait (0: none), slots, wire bytes of one reply. */
+/* Limits: seconds per wait (0: none; a new value restarts the wait of the
+ * command at the head), slots, wire bytes of one reply. */
 void conn_set_timeout(conn *c, double secs);
 void conn_set_max_pending(conn *c, size_t n);
 void conn_set_max_reply(conn *c, size_t bytes);

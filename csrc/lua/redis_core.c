@@ -615,6 +615,8 @@ static void cb_reply(conn *c, const conn_slot *s, const resp_reply *r) {
     goto out;
   }
   t = (lev_task *)s->waiter;
+  if (!t)
+    goto out; /* forgotten: the reply is dropped, the FIFO stays in step */
   co = rc->api->thread(t);
   if (s->kind == SLOT_CMD) {
     /* What the session became (for reconnect). */
@@ -678,7 +680,7 @@ static void cb_fail(conn *c, const conn_slot *s, int err, const char *msg) {
   busy_enter(rc);
   if (!s) /* read() timed out; the connection stays usable */
     wake_reader(lc, msg, levr_category(err));
-  else
+  else if (s->waiter)
     wake_texts(rc, (lev_task *)s->waiter, 1, msg, levr_category(err));
   busy_exit(rc);
 }
@@ -716,7 +718,7 @@ static void orphan_reply(conn *c, const conn_slot *s, const resp_reply *r) {
 static void orphan_fail(conn *c, const conn_slot *s, int err,
                         const char *msg) {
   rctx *rc = (rctx *)conn_data(c);
-  if (!s)
+  if (!s || !s->waiter)
     return;
   busy_enter(rc);
   wake_texts(rc, (lev_task *)s->waiter, 1, msg, levr_category(err));

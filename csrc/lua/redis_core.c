@@ -614,16 +614,19 @@ static void cb_reply(conn *c, const conn_slot *s, const resp_reply *r) {
     unsolicited(lc, c, r);
     goto out;
   }
+  if (s->kind == SLOT_CMD) {
+    /* What the session became (for reconnect), also when the waiter was
+     * forgotten: the server did it all the same. */
+    if (s->effect == FX_SELECT && r->nodes->type == RESP_SIMPLE)
+      lc->db = s->aux;
+    else if (s->subscribe && pubsub_kind(r) == PS_CONFIRM)
+      track_subscription(lc, r);
+  }
   t = (lev_task *)s->waiter;
   if (!t)
     goto out; /* forgotten: the reply is dropped, the FIFO stays in step */
   co = rc->api->thread(t);
   if (s->kind == SLOT_CMD) {
-    /* What the session became (for reconnect). */
-    if (s->effect == FX_SELECT && r->nodes->type == RESP_SIMPLE)
-      lc->db = s->aux;
-    else if (s->subscribe && pubsub_kind(r) == PS_CONFIRM)
-      track_subscription(lc, r);
     if (small_reply(r) && lua_checkstack(co, 3)) {
       n = reply_push_result(co, r);
     } else {
@@ -1592,7 +1595,7 @@ static int l_is_closed(lua_State *L) {
 /* core.selected_db(client) -> db | nil: the database of the last SELECT
  * the server accepted on this client (across its connections); nil when
  * there was none since connect (cfg.db then holds). Not seen: a SELECT
- * queued inside MULTI, and one whose task was abandoned. */
+ * queued inside MULTI, and a pipeline's SELECT whose task was abandoned. */
 static int l_selected_db(lua_State *L) {
   lclient *lc = check_client(L);
   if (!lc || lc->db < 0)

@@ -32,7 +32,7 @@ static cmdinfo table[] = {
   {"MULTI", CMD_MULTI, 0}, {"EXEC", CMD_ENDTX, 0}, {"DISCARD", CMD_ENDTX, 0},
   {"WATCH", CMD_WATCH, 0}, {"UNWATCH", CMD_UNWATCH, 0},
   {"AUTH", CMD_HANDSHAKE, 0}, {"SELECT", CMD_HANDSHAKE, 0},
-  {"HELLO", SE, 0}, {"RESET", SE, 0}, {"QUIT", SE, 0},
+  {"HELLO", CMD_HANDSHAKE, 0}, {"RESET", SE, 0}, {"QUIT", SE, 0},
   {"READONLY", SE, 0}, {"READWRITE", SE, 0},
   {"MONITOR", SE | CMD_NOREPLY, 0},
   {"CLIENT", CMD_SUBCOMMANDS, 0},
@@ -72,7 +72,7 @@ static cmdinfo table[] = {
  * unless its argument is ON (the caller checks: cmdinfo_name_is). */
 static cmdinfo client_sub[] = {
   {"CACHING", SE, 0}, {"NO-EVICT", SE, 0}, {"NO-TOUCH", SE, 0},
-  {"REPLY", SE | CMD_NOREPLY, 0}, {"SETINFO", SE, 0}, {"SETNAME", SE, 0},
+  {"REPLY", SE | CMD_NOREPLY, 0}, {"SETINFO", SE, 0}, {"SETNAME", CMD_HANDSHAKE, 0},
   {"TRACKING", SE, 0},
 };
 

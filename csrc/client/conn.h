@@ -47,7 +47,9 @@ enum conn_effect {
   FX_MULTI,     /* MULTI: the connection is in a transaction */
   FX_ENDTX,     /* EXEC, DISCARD: out of MULTI, no WATCH; an error reply
                    leaves the state unknown: never pooled */
-  FX_UNWATCH    /* UNWATCH */
+  FX_UNWATCH,   /* UNWATCH */
+  FX_SELECT     /* SELECT: the owner records the database (conn ignores
+                   it; SLOT_CMD: the database in aux) */
 };
 
 /* Marks a command sets when it is queued (conn_cmd.marks). */

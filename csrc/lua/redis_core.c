@@ -93,6 +93,17 @@ struct lclient {
   lclient *next_deferred;
   char lasterr[128];       /* why the last connection ended */
   const char *lastcat;
+  /* Session facts kept across connections, for reconnect (issue 13). */
+  lua_Integer db;          /* database of the last SELECT the server
+                              accepted, or -1 (none since connect) */
+  int sel_watch;           /* a pipeline with a SELECT may be pending */
+  int subs_ref;            /* subscriptions by name: registry table, or
+                              LUA_NOREF */
+  int closed;              /* close() (or __close) was called */
+  int push_on;             /* non-pub/sub pushes go to core.next_push */
+  lev_task *pushwaiter;    /* task waiting in core.next_push */
+  int push_ref;            /* pushes not yet taken: registry table */
+  lua_Integer phead, ptail;
 };
 
 static const conn_callbacks callbacks, orphan_callbacks;
@@ -394,11 +405,164 @@ static int convert(rctx *rc, const resp_reply *r, int mode, lua_Integer ref,
   return st == LUA_ERRMEM ? LEVR_ENOMEM : LEVR_EPROTO;
 }
 
+/* ---- session facts for reconnect ------------------------------------- */
+
+enum { PS_OTHER, PS_CONFIRM, PS_MESSAGE };
+
+/* What a reply is to pub/sub (as conn.c routes it): a confirmation is an
+ * array or push named after its (un)subscribe command. */
+static int pubsub_kind(const resp_reply *r) {
+  const resp_node *n = r->nodes, *k;
+  const cmdinfo *ci;
+  const char *p;
+  if ((n->type != RESP_ARRAY && n->type != RESP_PUSH) || n->len < 1)
+    return PS_OTHER;
+  k = &r->nodes[1];
+  if (k->type != RESP_BULK && k->type != RESP_SIMPLE)
+    return PS_OTHER;
+  p = r->base + k->off;
+  if (cmdinfo_name_is(p, (size_t)k->len, "MESSAGE") ||
+      cmdinfo_name_is(p, (size_t)k->len, "PMESSAGE") ||
+      cmdinfo_name_is(p, (size_t)k->len, "SMESSAGE"))
+    return PS_MESSAGE;
+  ci = cmdinfo_special(p, (size_t)k->len);
+  return ci && (ci->flags & CMD_PUBSUB) ? PS_CONFIRM : PS_OTHER;
+}
+
+static int track_fn(lua_State *T) {
+  const resp_reply *r = (const resp_reply *)lua_touserdata(T, 1);
+  lclient *lc = (lclient *)lua_touserdata(T, 2);
+  const resp_node *k = &r->nodes[1], *name = &r->nodes[2];
+  const cmdinfo *ci = cmdinfo_special(r->base + k->off, (size_t)k->len);
+  int family, add;
+  if (!ci || r->nodes->len < 2 || (name->type != RESP_BULK &&
+                                   name->type != RESP_SIMPLE))
+    return 0; /* an unsubscribe with nothing subscribed names nothing */
+  add = (ci->flags & CMD_SUBSCRIBE) != 0;
+  /* (UN)SUBSCRIBE: channels; P(UN)SUBSCRIBE: patterns; S(UN)SUBSCRIBE:
+   * shard channels. */
+  family = ci->flags & CMD_SHARD ? 3 : ci->name[0] == 'P' ? 2 : 1;
+  if (lc->subs_ref == LUA_NOREF) {
+    lua_createtable(T, 3, 0);
+    lua_newtable(T);
+    lua_rawseti(T, -2, 1);
+    lua_newtable(T);
+    lua_rawseti(T, -2, 2);
+    lua_newtable(T);
+    lua_rawseti(T, -2, 3);
+    lc->subs_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(T, LUA_REGISTRYINDEX, lc->subs_ref);
+  lua_rawgeti(T, -1, family);
+  lua_pushlstring(T, r->base + name->off, (size_t)name->len);
+  if (add)
+    lua_pushboolean(T, 1);
+  else
+    lua_pushnil(T);
+  lua_rawset(T, -3);
+  return 0;
+}
+
+/* A confirmation adds or removes its name in the client's subscriptions:
+ * subs_ref is { [1] = channels, [2] = patterns, [3] = shard channels },
+ * each a set. Under lua_pcall: out of memory loses the name, not the
+ * process. */
+static void track_subscription(lclient *lc, const resp_reply *r) {
+  lua_State *T = lc->rc->T;
+  int base = lua_gettop(T);
+  lua_pushcfunction(T, track_fn);
+  lua_pushlightuserdata(T, (void *)r);
+  lua_pushlightuserdata(T, lc);
+  lua_pcall(T, 2, 0, 0);
+  lua_settop(T, base);
+}
+
+/* A pipeline entry that was a SELECT the server accepted: the database,
+ * read from the pipeline's own command table (index 2 of the parked
+ * pipeline call). */
+static void track_pipeline_select(lclient *lc, lua_State *co,
+                                  const conn_slot *s, const resp_reply *r) {
+  size_t k;
+  const char *p;
+  lua_Integer db;
+  int isnum = 0;
+  if (r->nodes->type != RESP_SIMPLE || !lua_checkstack(co, 3))
+    return;
+  if (lua_rawgeti(co, 2, (lua_Integer)s->received + 1) == LUA_TTABLE &&
+      lua_rawgeti(co, -1, 1) == LUA_TSTRING) {
+    p = lua_tolstring(co, -1, &k);
+    if (cmdinfo_name_is(p, k, "SELECT")) {
+      lua_rawgeti(co, -2, 2);
+      db = lua_tointegerx(co, -1, &isnum);
+      if (isnum && db >= 0)
+        lc->db = db;
+      lua_pop(co, 1);
+    }
+    lua_pop(co, 1);
+  }
+  lua_pop(co, 1);
+}
+
+static void wake_pushwaiter(lclient *lc) {
+  lev_task *t = lc->pushwaiter;
+  if (!t)
+    return;
+  lc->pushwaiter = NULL;
+  lc->rc->api->wake(t, 0); /* next_push's nothing: closed */
+}
+
+/* Pops the oldest queued push onto L, tagged as read() gives it
+ * ({ type = "push", value = ... }), or returns 0. Allocates nothing: it
+ * runs in a callback too. */
+static int pop_push(lclient *lc, lua_State *L) {
+  if (lc->ptail <= lc->phead || !lua_checkstack(L, 3))
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->push_ref);
+  lua_rawgeti(L, -1, ++lc->phead);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, lc->phead);
+  lua_replace(L, -2);
+  if (lc->phead == lc->ptail)
+    lc->phead = lc->ptail = 0;
+  return 1;
+}
+
+/* A push that is not pub/sub traffic, with push handlers registered:
+ * queued for core.next_push (the socket pauses when QUEUE_PAUSE wait, as
+ * for read()), and the waiting task woken with it. */
+static void deliver_push(lclient *lc, conn *c, const resp_reply *r) {
+  rctx *rc = lc->rc;
+  char text[200];
+  int n;
+  if (convert(rc, r, CONV_QUEUE, lc->push_ref, lc->ptail + 1, &n, text,
+              sizeof(text)) == 0) {
+    lc->push_ref = (int)lua_tointeger(rc->T, -1);
+    lua_pop(rc->T, n);
+    lc->ptail++;
+  }
+  if (lc->pushwaiter) {
+    lev_task *t = lc->pushwaiter;
+    if (pop_push(lc, rc->api->thread(t))) {
+      lc->pushwaiter = NULL;
+      rc->api->wake(t, 1);
+    }
+  }
+  if (lc->ptail - lc->phead >= QUEUE_PAUSE)
+    conn_pause(c, 1);
+}
+
 /* A reply nobody asked for: to the reader, or to the read() queue. */
 static void unsolicited(lclient *lc, conn *c, const resp_reply *r) {
   rctx *rc = lc->rc;
   char text[200];
-  int n, err;
+  int n, err, kind = pubsub_kind(r);
+  if (kind == PS_CONFIRM) {
+    track_subscription(lc, r);
+  } else if (kind == PS_OTHER && lc->push_on &&
+             r->nodes->type == RESP_PUSH) {
+    deliver_push(lc, c, r);
+    return;
+  }
   if (lc->reader) {
     lev_task *t = lc->reader;
     lua_State *co = rc->api->thread(t);
@@ -450,6 +614,14 @@ static void cb_reply(conn *c, const conn_slot *s, const resp_reply *r) {
     unsolicited(lc, c, r);
     goto out;
   }
+  if (s->kind == SLOT_CMD) {
+    /* What the session became (for reconnect), also when the waiter was
+     * forgotten: the server did it all the same. */
+    if (s->effect == FX_SELECT && r->nodes->type == RESP_SIMPLE)
+      lc->db = s->aux;
+    else if (s->subscribe && pubsub_kind(r) == PS_CONFIRM)
+      track_subscription(lc, r);
+  }
   t = (lev_task *)s->waiter;
   if (!t)
     goto out; /* forgotten: the reply is dropped, the FIFO stays in step */
@@ -480,6 +652,11 @@ static void cb_reply(conn *c, const conn_slot *s, const resp_reply *r) {
     reply_failed(rc, c, s, LEVR_ENOMEM, "reply cannot be converted: "
                  "stack overflow");
     goto out;
+  }
+  if (lc->sel_watch) {
+    track_pipeline_select(lc, co, s, r);
+    if (s->remaining == 0 && conn_pending(c) == 0)
+      lc->sel_watch = 0; /* no pipeline with a SELECT is left */
   }
   if (small_reply(r)) {
     reply_push_entry(co, r);
@@ -677,6 +854,18 @@ static int classify(lclient *lc, const cmdinfo *ci, conn_cmd *cmd,
     cmd->marks |= MARK_DIRTY;
   if (f & CMD_WATCH)
     cmd->marks |= MARK_WATCH;
+  if ((f & CMD_HANDSHAKE) && a->n == 1 && cmdinfo_name_is(ci->name,
+      strlen(ci->name), "SELECT")) {
+    int isnum = 0;
+    lua_Integer db;
+    push_arg(L, a, 1);
+    db = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (isnum && db >= 0 && db <= INT_MAX) {
+      cmd->effect = FX_SELECT; /* recorded once the server says OK */
+      cmd->aux = (int)db;
+    }
+  }
   if (f & CMD_MULTI)
     cmd->effect = FX_MULTI;
   else if (f & CMD_ENDTX)
@@ -951,7 +1140,9 @@ static int l_pipeline(lua_State *L) {
       else if (cmd.block > block)
         block = cmd.block;
       marks |= cmd.marks;
-      if (cmd.effect) {
+      if (cmd.effect == FX_SELECT)
+        lc->sel_watch = 1; /* the reply is matched in cb_reply */
+      else if (cmd.effect) {
         if (!effects && !(effects = (uint8_t *)calloc((size_t)n, 1)))
           goto nomem;
         effects[i - 1] = cmd.effect;
@@ -1003,7 +1194,8 @@ static int l_read(lua_State *L) {
     if (lc->qhead == lc->qtail)
       lc->qhead = lc->qtail = 0;
     if (lc->c && conn_paused(lc->c) &&
-        lc->qtail - lc->qhead < QUEUE_PAUSE / 2) {
+        lc->qtail - lc->qhead < QUEUE_PAUSE / 2 &&
+        lc->ptail - lc->phead < QUEUE_PAUSE / 2) {
       busy_enter(rc);
       conn_pause(lc->c, 0); /* may deliver what is buffered */
       busy_exit(rc);
@@ -1040,6 +1232,9 @@ static lclient *new_client(lua_State *L, rctx *rc) {
   lc->rc = rc;
   lc->queue_ref = LUA_NOREF;
   lc->fallback_ref = LUA_NOREF;
+  lc->db = -1;
+  lc->subs_ref = LUA_NOREF;
+  lc->push_ref = LUA_NOREF;
   lua_pushvalue(L, -1);
   lua_pushlightuserdata(L, lc);
   lua_rawset(L, lua_upvalueindex(1));
@@ -1187,6 +1382,8 @@ static int l_ready(lua_State *L) {
 static void client_release_now(lclient *lc, int keep) {
   rctx *rc = lc->rc;
   conn *c;
+  lc->closed = 1;
+  wake_pushwaiter(lc);
   if (!lc->c)
     return;
   busy_enter(rc);
@@ -1206,6 +1403,7 @@ static void client_release_now(lclient *lc, int keep) {
 }
 
 static void client_release(lclient *lc, int keep) {
+  lc->closed = 1;
   if (lc->rc->busy)
     defer_release(lc, keep ? PEND_KEEP : PEND_CLOSE);
   else
@@ -1218,6 +1416,10 @@ static void client_free_now(lclient *lc) {
   queue_release(lc);
   if (lc->fallback_ref != LUA_NOREF)
     luaL_unref(rc->L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  if (lc->subs_ref != LUA_NOREF)
+    luaL_unref(rc->L, LUA_REGISTRYINDEX, lc->subs_ref);
+  if (lc->push_ref != LUA_NOREF)
+    luaL_unref(rc->L, LUA_REGISTRYINDEX, lc->push_ref);
   free(lc->key);
   free(lc);
 }
@@ -1395,6 +1597,114 @@ static int l_is_client(lua_State *L) {
   return 1;
 }
 
+/* core.is_open(client) -> boolean: it has a connection that has not
+ * failed (commands are sent, not handed to the fallback). */
+static int l_is_open(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_pushboolean(L, lc && lc->c && conn_usable(lc->c));
+  return 1;
+}
+
+/* core.is_closed(client) -> boolean: close() (or __close) was called. */
+static int l_is_closed(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_pushboolean(L, !lc || lc->closed);
+  return 1;
+}
+
+/* core.selected_db(client) -> db | nil: the database of the last SELECT
+ * the server accepted on this client (across its connections); nil when
+ * there was none since connect (cfg.db then holds). Not seen: a SELECT
+ * queued inside MULTI, and a pipeline's SELECT whose task was abandoned. */
+static int l_selected_db(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc || lc->db < 0)
+    return 0;
+  lua_pushinteger(L, lc->db);
+  return 1;
+}
+
+/* core.subscriptions(client) -> { channels = {...}, patterns = {...},
+ * shard_channels = {...} }, each sorted: what the server confirmed and
+ * did not unsubscribe since, across the client's connections. */
+static int l_subscriptions(lua_State *L) {
+  static const char *const names[] = { "channels", "patterns",
+                                       "shard_channels" };
+  lclient *lc = check_client(L);
+  int i;
+  lua_settop(L, 1);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort"); /* index 3 */
+  lua_createtable(L, 0, 3);    /* index 4 */
+  for (i = 0; i < 3; i++) {
+    lua_Integer n = 0;
+    lua_newtable(L);
+    if (lc && lc->subs_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lc->subs_ref);
+      lua_rawgeti(L, -1, i + 1);
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -5, ++n);
+      }
+      lua_pop(L, 2);
+    }
+    if (n > 1 && lua_isfunction(L, 3)) {
+      lua_pushvalue(L, 3);
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
+    lua_setfield(L, 4, names[i]);
+  }
+  return 1;
+}
+
+/* core.set_push(client, on): with on, RESP3 pushes that are not pub/sub
+ * traffic go to core.next_push instead of read(). Kept across
+ * connections (core.attach). */
+static int l_set_push(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (lc)
+    lc->push_on = lua_toboolean(L, 2);
+  return 0;
+}
+
+static void cancel_nextpush(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->pushwaiter == t)
+    lc->pushwaiter = NULL;
+}
+
+/* core.next_push(client) -> { type = "push", value = array }, or nothing
+ * once the client was closed. Parks until one arrives; one task at a
+ * time. */
+static int l_next_push(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t = rc->api->check(rc->lctx, L, "redis.core.next_push");
+  if (!lc)
+    return 0;
+  if (pop_push(lc, L)) {
+    if (lc->c && conn_paused(lc->c) &&
+        lc->qtail - lc->qhead < QUEUE_PAUSE / 2 &&
+        lc->ptail - lc->phead < QUEUE_PAUSE / 2) {
+      busy_enter(rc);
+      conn_pause(lc->c, 0);
+      busy_exit(rc);
+    }
+    return 1;
+  }
+  if (lc->closed)
+    return 0;
+  if (lc->pushwaiter)
+    return luaL_error(L, "redis.core.next_push: another task is already "
+                      "waiting on this client");
+  lc->pushwaiter = t;
+  rc->api->park(t, cancel_nextpush, lc);
+  return lua_yield(L, 0);
+}
+
 /* ---- request/reply readers for Lua (the mock server, tests) ----------- */
 
 typedef struct lreader {
@@ -1514,6 +1824,9 @@ static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
   {"ready", l_ready}, {"attach", l_attach}, {"wait_closed", l_wait_closed},
   {"set_fallback", l_set_fallback}, {"is_client", l_is_client},
+  {"is_open", l_is_open}, {"is_closed", l_is_closed},
+  {"selected_db", l_selected_db}, {"subscriptions", l_subscriptions},
+  {"set_push", l_set_push}, {"next_push", l_next_push},
   {NULL, NULL}
 };
 
@@ -1616,11 +1929,5 @@ int luaopen_redis_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushliteral(L, RESP_VERSION);
   lua_setfield(L, -2, "version");
-  /* The shared client methods, so Lua modules can add methods to them. */
-  luaL_getmetatable(L, CLIENT_MT);
-  lua_getfield(L, -1, "__index");
-  lua_getupvalue(L, -1, 1);
-  lua_setfield(L, -4, "methods");
-  lua_pop(L, 2);
   return 1;
 }

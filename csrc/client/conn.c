@@ -221,31 +221,29 @@ static int str_ieq(const char *p, size_t n, const char *lit) {
   return lit[n] == 0;
 }
 
-enum { KIND_OTHER, KIND_CONFIRM, KIND_MESSAGE };
-
 /* Pub/sub replies are arrays (RESP2) or pushes (RESP3) whose first element
  * names the kind. */
-static int pubsub_kind(const resp_reply *r) {
+int conn_pubsub_kind(const resp_reply *r) {
   const resp_node *n = r->nodes, *k;
   const char *p;
   if ((n->type != RESP_ARRAY && n->type != RESP_PUSH) || n->len < 1)
-    return KIND_OTHER;
+    return CONN_REPLY_OTHER;
   k = &r->nodes[1];
   if (k->type != RESP_BULK && k->type != RESP_SIMPLE)
-    return KIND_OTHER;
+    return CONN_REPLY_OTHER;
   p = r->base + k->off;
   if (str_ieq(p, (size_t)k->len, "message") ||
       str_ieq(p, (size_t)k->len, "pmessage") ||
       str_ieq(p, (size_t)k->len, "smessage"))
-    return KIND_MESSAGE;
+    return CONN_REPLY_MESSAGE;
   if (str_ieq(p, (size_t)k->len, "subscribe") ||
       str_ieq(p, (size_t)k->len, "psubscribe") ||
       str_ieq(p, (size_t)k->len, "ssubscribe") ||
       str_ieq(p, (size_t)k->len, "unsubscribe") ||
       str_ieq(p, (size_t)k->len, "punsubscribe") ||
       str_ieq(p, (size_t)k->len, "sunsubscribe"))
-    return KIND_CONFIRM;
-  return KIND_OTHER;
+    return CONN_REPLY_CONFIRM;
+  return CONN_REPLY_OTHER;
 }
 
 /* A confirmation's third element is how many subscriptions of its family
@@ -281,10 +279,10 @@ static conn_slot *route(conn *c, const resp_reply *r) {
   if (!(c->flags & CONN_SUBSCRIBED) && r->nodes->type != RESP_PUSH &&
       !(h && h->subscribe) && c->sub_extra == 0)
     return h;
-  kind = pubsub_kind(r);
-  if (kind == KIND_MESSAGE)
+  kind = conn_pubsub_kind(r);
+  if (kind == CONN_REPLY_MESSAGE)
     return NULL;
-  if (kind == KIND_CONFIRM) {
+  if (kind == CONN_REPLY_CONFIRM) {
     track_subscriptions(c, r);
     if (c->sub_extra > 0) {
       c->sub_extra--;

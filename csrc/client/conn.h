@@ -43,7 +43,11 @@ typedef struct conn_slot {
   uint32_t received;
   uint8_t kind;
   uint8_t subscribe;   /* 1: a SUBSCRIBE-family command */
-  uint32_t sub_count;  /* its channels: extra confirmations to route */
+  uint8_t select;      /* 1: a SELECT (a pipeline: one of its commands) */
+  uint32_t sub_count;  /* its channels: extra confirmations to route;
+                          a pipeline (which carries no SUBSCRIBE): the
+                          1-based index of its last SELECT */
+  int32_t select_db;   /* the database that SELECT asks for */
   double block;        /* extra seconds to wait (blocking commands);
                           < 0: the command may wait forever */
 } conn_slot;
@@ -146,6 +150,10 @@ void conn_pause(conn *c, int on);
 /* Idle (pooled) connections do not keep the loop alive. */
 void conn_ref(conn *c, int on);
 const char *conn_error(const conn *c);
+/* What a reply is to pub/sub: CONN_REPLY_OTHER, _CONFIRM ((un)subscribe
+ * confirmations) or _MESSAGE (message, pmessage, smessage). */
+enum { CONN_REPLY_OTHER, CONN_REPLY_CONFIRM, CONN_REPLY_MESSAGE };
+int conn_pubsub_kind(const resp_reply *r);
 /* Caps the wire size of one reply (the reader's max_reply). */
 void conn_set_max_reply(conn *c, size_t bytes);
 /* For a connection leaving the pool: 0 when its socket already has

@@ -21,8 +21,15 @@
 #define CLIENT_MT "redis.client"
 #define READER_MT "redis.reader"
 #define QUEUE_PAUSE 10000   /* read() backlog that pauses the socket */
+/* Method sugar closures kept in the shared method table. Redis has a few
+ * hundred command names; past this, a new name gets a closure that is not
+ * cached (it works, and is collected), so reading a million distinct
+ * fields does not grow memory. */
+#define SUGAR_MAX 1024
 
 static const char rctx_key = 'r';
+
+typedef struct lclient lclient;
 
 typedef struct rctx {
   const lev_api *api;
@@ -30,29 +37,69 @@ typedef struct rctx {
   uv_loop_t *loop;
   lua_State *L;            /* the main thread: a stack for read() queues */
   pool pool;
+  size_t sugar;            /* sugar closures cached in the method table */
 } rctx;
 
-typedef struct lclient {
+/* A client's C state. The Lua side is a plain table (the client object);
+ * the clients table (a weak-keyed registry table, upvalue 1 of every
+ * method) maps it to a light userdata of this struct, or to false once the
+ * table was finalized. This struct lives exactly as long as the table:
+ * allocated in new_client, freed by the table's __gc. */
+struct lclient {
   conn *c;
   rctx *rc;
   int ready;               /* handshake done: AUTH/SELECT now mark dirty */
   char *key;               /* pool key */
+  size_t keylen;
   void *connector;         /* task waiting in connect */
   int ud_idx;              /* the client's stack index in that task */
   void *reader;            /* task waiting in read() */
+  void *closewaiter;       /* task waiting in core.wait_closed */
   int queue_ref;           /* read() backlog: table in the registry */
   lua_Integer qhead, qtail;
-} lclient;
+  int fallback_ref;        /* core.set_fallback's function, or LUA_NOREF */
+  char lasterr[128];       /* why the last connection ended */
+  const char *lastcat;
+  /* Session facts kept across connections, for reconnect (issue 13). */
+  lua_Integer db;          /* database of the last SELECT that succeeded,
+                              or -1 (none since the handshake) */
+  int subs_ref;            /* subscriptions by name: registry table, or
+                              LUA_NOREF */
+  int closed;              /* close() was called */
+  int push_on;             /* non-pub/sub pushes go to core.next_push */
+  void *pushwaiter;        /* task waiting in core.next_push */
+  int push_ref;            /* pushes not yet taken: registry table */
+  lua_Integer phead, ptail;
+};
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* Every function of the module and every client method has two upvalues:
+ * the clients table and the rctx. */
 static rctx *up_rctx(lua_State *L) {
-  return (rctx *)lua_touserdata(L, lua_upvalueindex(1));
+  return (rctx *)lua_touserdata(L, lua_upvalueindex(2));
 }
 
-static lclient *check_client(lua_State *L) {
-  return (lclient *)luaL_checkudata(L, 1, CLIENT_MT);
+/* The client at stack index 1, from the clients table (upvalue 1): its
+ * state, or NULL for a table that was finalized (a finalizer that kept a
+ * reference to it); raises for anything that is not a client. */
+static lclient *check_client_at(lua_State *L, int idx) {
+  void *p;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TLIGHTUSERDATA) {
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return (lclient *)p;
+  }
+  p = lua_type(L, -1) == LUA_TBOOLEAN ? (void *)L : NULL;
+  lua_pop(L, 1);
+  if (p)
+    return NULL; /* finalized */
+  luaL_typeerror(L, idx, CLIENT_MT);
+  return NULL;
 }
+
+#define check_client(L) check_client_at((L), 1)
 
 static int push_fail(lua_State *L, const char *msg, const char *category) {
   lua_pushnil(L);
@@ -107,6 +154,81 @@ static void wake_reader(lclient *lc, const char *msg, const char *cat) {
   lc->rc->api->wake((lev_task *)t, 3);
 }
 
+/* ---- session facts for reconnect ------------------------------------- */
+
+/* A confirmation (subscribe, psubscribe, ssubscribe or an un- form) adds
+ * or removes its name in the client's subscriptions: subs_ref is
+ * { [1] = channels, [2] = patterns, [3] = shard channels }, each a set. */
+static void track_subscription(lclient *lc, const resp_reply *r) {
+  const resp_node *k = &r->nodes[1], *name = &r->nodes[2];
+  const char *p = r->base + k->off;
+  lua_State *L = lc->rc->L;
+  int family, add;
+  size_t n = (size_t)k->len;
+  if (r->nodes->len < 2 || (name->type != RESP_BULK &&
+                            name->type != RESP_SIMPLE))
+    return; /* an unsubscribe with nothing subscribed names nothing */
+  /* subscribe 9, unsubscribe 11: channels; psubscribe 10, punsubscribe
+   * 12: patterns; ssubscribe 10, sunsubscribe 12: shard channels. */
+  add = n == 9 || n == 10;
+  family = n == 9 || n == 11 ? 1 : (p[0] | 32) == 'p' ? 2 : 3;
+  if (lc->subs_ref == LUA_NOREF) {
+    lua_createtable(L, 3, 0);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 1);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 2);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 3);
+    lc->subs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->subs_ref);
+  lua_rawgeti(L, -1, family);
+  lua_pushlstring(L, r->base + name->off, (size_t)name->len);
+  if (add)
+    lua_pushboolean(L, 1);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+static void wake_pushwaiter(lclient *lc) {
+  lev_task *t = (lev_task *)lc->pushwaiter;
+  if (!t)
+    return;
+  lc->pushwaiter = NULL;
+  lua_pushnil(lc->rc->api->thread(t));
+  lc->rc->api->wake(t, 1);
+}
+
+/* A push that is not pub/sub traffic, with push handlers registered: to
+ * the task in core.next_push, or queued for it (the socket pauses when
+ * QUEUE_PAUSE pushes wait, as for read()). */
+static void deliver_push(lclient *lc, conn *c, const resp_reply *r) {
+  lev_task *t = (lev_task *)lc->pushwaiter;
+  lua_State *L;
+  if (t) {
+    lc->pushwaiter = NULL;
+    L = lc->rc->api->thread(t);
+    lua_checkstack(L, 4);
+    reply_push_result(L, r);
+    lc->rc->api->wake(t, 1);
+    return;
+  }
+  L = lc->rc->L;
+  if (lc->push_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lc->push_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->push_ref);
+  reply_push_result(L, r);
+  lua_rawseti(L, -2, ++lc->ptail);
+  lua_pop(L, 1);
+  if (lc->ptail - lc->phead >= QUEUE_PAUSE)
+    conn_pause(c, 1);
+}
+
 static void cb_connect(conn *c, int status, const char *msg) {
   lclient *lc = (lclient *)c->data;
   lev_task *t;
@@ -142,6 +264,16 @@ static void cb_reply(conn *c, conn_slot *s, const resp_reply *r) {
   if (!s) {
     if (!lc)
       return;
+    {
+      int kind = conn_pubsub_kind(r);
+      if (kind == CONN_REPLY_CONFIRM)
+        track_subscription(lc, r);
+      else if (kind == CONN_REPLY_OTHER && lc->push_on &&
+               r->nodes->type == RESP_PUSH) {
+        deliver_push(lc, c, r);
+        return;
+      }
+    }
     if (lc->reader) {
       t = (lev_task *)lc->reader;
       lc->reader = NULL;
@@ -165,6 +297,14 @@ static void cb_reply(conn *c, conn_slot *s, const resp_reply *r) {
         conn_pause(c, 1);
     }
     return;
+  }
+  /* What the session became, even when nobody waits for the reply. */
+  if (lc && (s->select | s->subscribe)) {
+    if (s->subscribe && conn_pubsub_kind(r) == CONN_REPLY_CONFIRM)
+      track_subscription(lc, r);
+    else if (s->select && r->nodes->type == RESP_SIMPLE &&
+             (s->kind == SLOT_CMD || s->received + 1 == s->sub_count))
+      lc->db = s->select_db;
   }
   t = (lev_task *)s->waiter;
   if (!t)
@@ -209,13 +349,31 @@ static void cb_fail(conn *c, conn_slot *s, int err, const char *msg) {
   lc->rc->api->wake(t, 3);
 }
 
+/* Wakes a task parked in core.wait_closed with text, category. */
+static void wake_closewaiter(lclient *lc, const char *msg, const char *cat) {
+  lev_task *t = (lev_task *)lc->closewaiter;
+  lua_State *co;
+  snprintf(lc->lasterr, sizeof(lc->lasterr), "%s", msg);
+  lc->lastcat = cat;
+  if (!t)
+    return;
+  lc->closewaiter = NULL;
+  co = lc->rc->api->thread(t);
+  lua_pushstring(co, msg);
+  lua_pushstring(co, cat);
+  lc->rc->api->wake(t, 2);
+}
+
 static void cb_close(conn *c) {
   lclient *lc = (lclient *)c->data;
-  if (!lc)
+  const char *msg, *cat;
+  if (!lc || lc->c != c)
     return;
   lc->c = NULL;
-  wake_reader(lc, c->errmsg[0] ? c->errmsg : "closed",
-              c->errmsg[0] ? category_name(c->errcode) : "closed");
+  msg = c->errmsg[0] ? c->errmsg : "closed";
+  cat = c->errmsg[0] ? category_name(c->errcode) : "closed";
+  wake_reader(lc, msg, cat);
+  wake_closewaiter(lc, msg, cat);
 }
 
 static const conn_callbacks callbacks = {
@@ -328,8 +486,15 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
     break;
   case 'S':
     if (name_is(name, n, "SELECT")) {
+      lua_Integer db;
+      int isnum = 0;
       if (lc->ready)
         c->flags |= CONN_DIRTY;
+      db = nargs == 1 ? lua_tointegerx(L, first, &isnum) : 0;
+      if (isnum && db >= 0 && db <= INT32_MAX) {
+        s->select = 1; /* tracked once the server says OK */
+        s->select_db = (int32_t)db;
+      }
     } else if (name_is(name, n, "SUBSCRIBE") ||
                name_is(name, n, "SSUBSCRIBE")) {
       c->flags |= CONN_SUBSCRIBED | CONN_DIRTY;
@@ -349,7 +514,7 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
     }
     break;
   case 'H':
-    if (name_is(name, n, "HELLO"))
+    if (name_is(name, n, "HELLO") && lc->ready)
       c->flags |= CONN_DIRTY;
     break;
   case 'A':
@@ -365,8 +530,9 @@ static void classify(lclient *lc, conn_slot *s, const char *name, size_t n,
       size_t k;
       const char *a = lua_type(L, first) == LUA_TSTRING
                           ? lua_tolstring(L, first, &k) : NULL;
+      /* SETNAME in the handshake is part of the pool key. */
       if (a && (name_is(a, k, "REPLY") || name_is(a, k, "TRACKING") ||
-                name_is(a, k, "SETNAME")))
+                (name_is(a, k, "SETNAME") && lc->ready)))
         c->flags |= CONN_DIRTY;
     }
     break;
@@ -392,10 +558,12 @@ static int classify_relevant(const char *name, size_t n) {
 }
 
 /* Does classify() read the arguments themselves (not just count them)? */
-static int classify_needs_args(const char *name) {
+static int classify_needs_args(const char *name, size_t n) {
   switch (toupper((unsigned char)name[0])) {
   case 'B': case 'C': case 'W': case 'X':
     return 1;
+  case 'S':
+    return name_is(name, n, "SELECT");
   default:
     return 0;
   }
@@ -415,12 +583,39 @@ static int bad_arg(lua_State *L, buf *b, size_t mark, int argn, int idx,
                     "%s", what, argn, luaL_typename(L, idx));
 }
 
-/* cmd(self, name, ...) and the method sugar (name in upvalue 2). */
+static int fallback_k(lua_State *L, int status, lua_KContext base) {
+  (void)status;
+  return lua_gettop(L) - (int)base;
+}
+
+/* The client has no usable connection. With a fallback installed
+ * (core.set_fallback), its result is the method's result:
+ * fallback(client, op, ...) where op is "cmd", "pipeline" or "read" and
+ * ... are the method's arguments (for method sugar: the command name,
+ * upper-cased, then the arguments). Without one: nil, "closed", "closed". */
+static int no_connection(lua_State *L, lclient *lc, const char *op,
+                         int sugar) {
+  int base = lua_gettop(L), i;
+  if (!lc || lc->fallback_ref == LUA_NOREF)
+    return push_fail(L, "closed", "closed");
+  luaL_checkstack(L, base + 4, "redis: too many arguments");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  lua_pushvalue(L, 1);
+  lua_pushstring(L, op);
+  if (sugar)
+    lua_pushvalue(L, lua_upvalueindex(3));
+  for (i = 2; i <= base; i++)
+    lua_pushvalue(L, i);
+  lua_callk(L, base + 1 + sugar, LUA_MULTRET, base, fallback_k);
+  return fallback_k(L, LUA_OK, base);
+}
+
+/* cmd(self, name, ...) and the method sugar (name in upvalue 3). */
 static int do_cmd(lua_State *L, int sugar) {
   lclient *lc = check_client(L);
-  rctx *rc = lc->rc;
+  rctx *rc = up_rctx(L);
   int top = lua_gettop(L), first = sugar ? 2 : 3, i;
-  conn *c = lc->c;
+  conn *c = lc ? lc->c : NULL;
   const char *name;
   size_t namelen, mark;
   lev_task *t;
@@ -428,14 +623,14 @@ static int do_cmd(lua_State *L, int sugar) {
   buf *b;
   t = rc->api->check(rc->lctx, L, "redis: cmd");
   if (sugar) {
-    name = lua_tolstring(L, lua_upvalueindex(2), &namelen);
+    name = lua_tolstring(L, lua_upvalueindex(3), &namelen);
   } else {
     if (top < 2 || lua_type(L, 2) != LUA_TSTRING)
       return luaL_error(L, "redis: cmd: the command name must be a string");
     name = lua_tolstring(L, 2, &namelen);
   }
   if (!c || (c->flags & (CONN_BROKEN | CONN_CLOSING)))
-    return push_fail(L, "closed", "closed");
+    return no_connection(L, lc, "cmd", sugar);
   b = conn_outbuf(c);
   mark = b->len;
   if (resp_encode_array_header(b, top - first + 2) ||
@@ -492,14 +687,16 @@ static int pipe_raise(lua_State *L, conn *c, size_t mark, int flags) {
 
 static int l_pipeline(lua_State *L) {
   lclient *lc = check_client(L);
-  rctx *rc = lc->rc;
-  conn *c = lc->c;
+  rctx *rc = up_rctx(L);
+  conn *c = lc ? lc->c : NULL;
   lua_Integer n, i;
   size_t mark;
   lev_task *t;
   conn_slot *s;
   buf *b;
   double block = 0;
+  uint32_t sel_at = 0;     /* the pipeline's last SELECT, 1-based */
+  int32_t sel_db = 0;
   int flags;
   if (lua_isnoneornil(L, 2)) {
     lua_newtable(L);
@@ -513,7 +710,7 @@ static int l_pipeline(lua_State *L) {
   }
   t = rc->api->check(rc->lctx, L, "redis: pipeline");
   if (!c || (c->flags & (CONN_BROKEN | CONN_CLOSING)))
-    return push_fail(L, "closed", "closed");
+    return no_connection(L, lc, "pipeline", 0);
   if (n > 0x7fffffff)
     return luaL_error(L, "redis: pipeline: too many commands");
   lua_settop(L, 2);
@@ -570,7 +767,7 @@ static int l_pipeline(lua_State *L) {
      * pushed. */
     memset(&probe, 0, sizeof(probe));
     if (classify_relevant(name, namelen)) {
-      if (!classify_needs_args(name)) {
+      if (!classify_needs_args(name, namelen)) {
         classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
       } else if (argc > 0x7fffff || !lua_checkstack(L, (int)argc)) {
         c->flags |= CONN_DIRTY; /* too long to check: never pooled */
@@ -579,6 +776,10 @@ static int l_pipeline(lua_State *L) {
           lua_rawgeti(L, 3, k);
         classify(lc, &probe, name, namelen, L, 5, 5 + (int)argc - 2);
       }
+    }
+    if (probe.select) {
+      sel_at = (uint32_t)i;
+      sel_db = probe.select_db;
     }
     if (probe.block < 0 || block < 0)
       block = -1;
@@ -599,6 +800,11 @@ static int l_pipeline(lua_State *L) {
   s->remaining = (uint32_t)n;
   s->aux = 3;
   s->block = block;
+  if (sel_at) {
+    s->select = 1;
+    s->sub_count = sel_at;
+    s->select_db = sel_db;
+  }
   if (c->count == 1)
     conn_arm(c);
   rc->api->park(t, cancel_slot, c);
@@ -623,8 +829,10 @@ static void cancel_read(lev_task *t, void *data) {
 
 static int l_read(lua_State *L) {
   lclient *lc = check_client(L);
-  rctx *rc = lc->rc;
+  rctx *rc = up_rctx(L);
   lev_task *t = rc->api->check(rc->lctx, L, "redis: read");
+  if (!lc)
+    return no_connection(L, lc, "read", 0);
   if (lc->qtail > lc->qhead) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
     lua_rawgeti(L, -1, ++lc->qhead);
@@ -633,12 +841,13 @@ static int l_read(lua_State *L) {
     if (lc->qhead == lc->qtail)
       lc->qhead = lc->qtail = 0;
     if (lc->c && (lc->c->flags & CONN_PAUSED) &&
-        lc->qtail - lc->qhead < QUEUE_PAUSE / 2)
+        lc->qtail - lc->qhead < QUEUE_PAUSE / 2 &&
+        lc->ptail - lc->phead < QUEUE_PAUSE / 2)
       conn_pause(lc->c, 0);
     return 1;
   }
   if (!lc->c || (lc->c->flags & (CONN_BROKEN | CONN_CLOSING)))
-    return push_fail(L, "closed", "closed");
+    return no_connection(L, lc, "read", 0);
   if (lc->c->count > 0)
     return luaL_error(L, "redis: read: commands are pending on this client "
                       "(read() is for replies nobody asked for, such as "
@@ -653,13 +862,38 @@ static int l_read(lua_State *L) {
 
 /* ---- connect, pool, close --------------------------------------------- */
 
+/* Pushes a new client table; its state is registered in the clients
+ * table (upvalue 1 of the calling function). */
 static lclient *new_client(lua_State *L, rctx *rc) {
-  lclient *lc = (lclient *)lua_newuserdatauv(L, sizeof(*lc), 1);
-  memset(lc, 0, sizeof(*lc));
+  lclient *lc;
+  lua_createtable(L, 0, 2);
+  luaL_setmetatable(L, CLIENT_MT);
+  lc = (lclient *)calloc(1, sizeof(*lc));
+  if (!lc) {
+    luaL_error(L, "redis.connect: out of memory");
+    return NULL;
+  }
   lc->rc = rc;
   lc->queue_ref = LUA_NOREF;
-  luaL_setmetatable(L, CLIENT_MT);
+  lc->fallback_ref = LUA_NOREF;
+  lc->db = -1;
+  lc->subs_ref = LUA_NOREF;
+  lc->push_ref = LUA_NOREF;
+  lua_pushvalue(L, -1);
+  lua_pushlightuserdata(L, lc);
+  lua_rawset(L, lua_upvalueindex(1));
   return lc;
+}
+
+static void set_key(lclient *lc, const char *key, size_t n) {
+  char *k = (char *)malloc(n + 1);
+  free(lc->key);
+  lc->key = k;
+  lc->keylen = k ? n : 0;
+  if (k) {
+    memcpy(k, key, n);
+    k[n] = 0;
+  }
 }
 
 static void cancel_connect(lev_task *t, void *data) {
@@ -731,7 +965,7 @@ static int l_take(lua_State *L) {
   lc->c = c;
   c->data = lc;
   lc->ready = 1;
-  lc->key = strdup(key);
+  set_key(lc, key, strlen(key));
   lua_pushnumber(L, (double)idle / 1000.0);
   return 2;
 }
@@ -747,9 +981,11 @@ static int l_pool_count(lua_State *L) {
  * key. Not a client method, so user code cannot re-key a connection. */
 static int l_ready(lua_State *L) {
   lclient *lc = check_client(L);
-  const char *key = luaL_checkstring(L, 2);
-  free(lc->key);
-  lc->key = strdup(key);
+  size_t keylen;
+  const char *key = luaL_checklstring(L, 2, &keylen);
+  if (!lc)
+    return 0;
+  set_key(lc, key, keylen);
   lc->ready = 1;
   if (lc->c && lua_istable(L, 3)) {
     /* This caller's limits, also on a connection taken from the pool. */
@@ -765,7 +1001,9 @@ static int l_ready(lua_State *L) {
     lua_pop(L, 3);
   }
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, 1);
+  lua_pushliteral(L, "cfg");
+  lua_insert(L, 3);
+  lua_rawset(L, 1); /* client.cfg = cfg */
   return 0;
 }
 
@@ -775,10 +1013,13 @@ static int l_ready(lua_State *L) {
 static void client_release(lclient *lc, int keep, int wake) {
   conn *c = lc->c;
   rctx *rc = lc->rc;
+  lc->closed = 1;
+  wake_pushwaiter(lc);
   if (!c)
     return;
   lc->c = NULL;
   wake_reader(lc, "closed", "closed");
+  wake_closewaiter(lc, "closed", "closed");
   queue_release(lc);
   if (keep && lc->ready && lc->key && conn_clean(c)) {
     c->data = NULL;
@@ -793,68 +1034,285 @@ static void client_release(lclient *lc, int keep, int wake) {
 
 static int l_close(lua_State *L) {
   lclient *lc = check_client(L);
-  client_release(lc, !lua_toboolean(L, 2), 1);
+  if (lc)
+    client_release(lc, !lua_toboolean(L, 2), 1);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int client_gc(lua_State *L) {
-  lclient *lc = check_client(L);
+static void client_free(lclient *lc) {
   client_release(lc, 0, 0);
+  queue_release(lc);
+  if (lc->fallback_ref != LUA_NOREF)
+    luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  if (lc->subs_ref != LUA_NOREF)
+    luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->subs_ref);
+  if (lc->push_ref != LUA_NOREF)
+    luaL_unref(lc->rc->L, LUA_REGISTRYINDEX, lc->push_ref);
   free(lc->key);
-  lc->key = NULL;
+  free(lc);
+}
+
+/* __gc of the client table: its state goes with it. The entry in the
+ * clients table becomes false, so a finalizer that still holds the table
+ * sees a closed client. */
+static int client_gc(lua_State *L) {
+  lclient *lc;
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TLIGHTUSERDATA)
+    return 0;
+  lc = (lclient *)lua_touserdata(L, -1);
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, 0);
+  lua_rawset(L, lua_upvalueindex(1));
+  client_free(lc);
   return 0;
 }
 
 /* __close (a `local c <close>` leaving scope, in a task): like close(true),
  * so other tasks' pending commands fail with "closed" instead of hanging. */
 static int client_tbc_close(lua_State *L) {
-  client_release(check_client(L), 0, 1);
+  lclient *lc = check_client(L);
+  if (lc)
+    client_release(lc, 0, 1);
   return 0;
 }
 
 static int client_tostring(lua_State *L) {
   lclient *lc = check_client(L);
-  lua_getiuservalue(L, 1, 1);
+  int open = lc && lc->c;
+  lua_pushliteral(L, "cfg");
+  lua_rawget(L, 1);
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "host");
     lua_getfield(L, -2, "port");
     lua_pushfstring(L, "redis.client (%s:%s%s): %p", lua_tostring(L, -2),
-                    lua_tostring(L, -1), lc->c ? "" : ", closed",
-                    (void *)lc);
+                    lua_tostring(L, -1), open ? "" : ", closed",
+                    lua_topointer(L, 1));
   } else {
-    lua_pushfstring(L, "redis.client (%s): %p", lc->c ? "open" : "closed",
-                    (void *)lc);
+    lua_pushfstring(L, "redis.client (%s): %p", open ? "open" : "closed",
+                    lua_topointer(L, 1));
   }
   return 1;
 }
 
-/* __index: methods, then cfg, then method sugar made on first use. */
-static int client_index(lua_State *L) {
+/* __index of the method table (which is the clients' __index): method
+ * sugar, made on first use. c:get(k) is c:cmd("GET", k). The first
+ * SUGAR_MAX names are cached in the method table; later ones get a fresh
+ * closure each time (see SUGAR_MAX). */
+static int methods_index(lua_State *L) {
+  rctx *rc = up_rctx(L);
   size_t n, i;
   const char *k;
   char upper[64];
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-    return 1;
   if (lua_type(L, 2) != LUA_TSTRING)
-    return 1;
+    return 0;
   k = lua_tolstring(L, 2, &n);
-  if (n == 3 && memcmp(k, "cfg", 3) == 0) {
-    lua_getiuservalue(L, 1, 1);
-    return 1;
-  }
-  if (n == 0 || n >= sizeof(upper) || k[0] == '_')
-    return 1;
+  if (n == 0 || n >= sizeof(upper) || k[0] == '_' ||
+      (n == 3 && memcmp(k, "cfg", 3) == 0))
+    return 0;
   for (i = 0; i < n; i++)
-    upper[i] = (char)toupper((unsigned char)k[i]);
+    upper[i] = (char)upper_ascii((unsigned char)k[i]);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* clients */
   lua_pushvalue(L, lua_upvalueindex(2)); /* rctx */
   lua_pushlstring(L, upper, n);
-  lua_pushcclosure(L, l_sugar, 2);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, l_sugar, 3);
+  if (rc->sugar < SUGAR_MAX) {
+    rc->sugar++;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+  }
   return 1;
+}
+
+/* ---- seams for Lua modules (reconnect) -------------------------------- */
+
+/* core.attach(client, fresh): client takes over fresh's connection (with
+ * its pool key and handshake state); fresh is left without one. A
+ * connection client still had is closed first, failing what is pending
+ * on it with "closed". */
+static int l_attach(lua_State *L) {
+  lclient *dst = check_client(L), *src = check_client_at(L, 2);
+  conn *c, *old;
+  luaL_argcheck(L, dst && src, 1, "a closed client");
+  if (dst == src)
+    return 0;
+  c = src->c;
+  if (!c)
+    return luaL_error(L, "redis.core.attach: the fresh client has no "
+                      "connection");
+  old = dst->c;
+  if (old) {
+    dst->c = NULL;
+    wake_reader(dst, "closed", "closed");
+    conn_close(old); /* fails its pending slots through cb_fail */
+    old->data = NULL;
+  }
+  src->c = NULL;
+  c->data = dst;
+  dst->c = c;
+  dst->ready = src->ready;
+  free(dst->key);
+  dst->key = src->key;
+  dst->keylen = src->keylen;
+  src->key = NULL;
+  src->keylen = 0;
+  return 0;
+}
+
+static void cancel_waitclosed(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->closewaiter == t)
+    lc->closewaiter = NULL;
+}
+
+/* core.wait_closed(client) -> text, category: parks until the client's
+ * connection has ended (at once when it has none); text and category say
+ * why ("closed", "closed" after close()). One task at a time. */
+static int l_wait_closed(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t = rc->api->check(rc->lctx, L, "redis.core.wait_closed");
+  if (!lc || !lc->c) {
+    lua_pushstring(L, lc && lc->lasterr[0] ? lc->lasterr : "closed");
+    lua_pushstring(L, lc && lc->lastcat ? lc->lastcat : "closed");
+    return 2;
+  }
+  if (lc->closewaiter)
+    return luaL_error(L, "redis.core.wait_closed: another task is already "
+                      "waiting on this client");
+  lc->closewaiter = t;
+  rc->api->park(t, cancel_waitclosed, lc);
+  return lua_yield(L, 0);
+}
+
+/* core.set_fallback(client, fn | nil): see no_connection. */
+static int l_set_fallback(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc)
+    return 0;
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lc->fallback_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, lc->fallback_ref);
+  lc->fallback_ref = LUA_NOREF;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_settop(L, 2);
+    lc->fallback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 0;
+}
+
+/* core.is_client(v) -> boolean */
+static int l_is_client(lua_State *L) {
+  lua_settop(L, 1);
+  lua_rawget(L, lua_upvalueindex(1));
+  lua_pushboolean(L, !lua_isnil(L, -1));
+  return 1;
+}
+
+/* core.is_open(client) -> boolean: it has a connection that has not
+ * failed (commands would be sent, not handed to the fallback). */
+static int l_is_open(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_pushboolean(L, lc && lc->c &&
+                     !(lc->c->flags & (CONN_BROKEN | CONN_CLOSING)));
+  return 1;
+}
+
+/* core.selected_db(client) -> db | nil: the database of the last SELECT
+ * the server accepted on this client (across its connections), nil when
+ * there was none since connect (then cfg.db holds). A SELECT queued
+ * inside MULTI is not seen. */
+static int l_selected_db(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc || lc->db < 0)
+    return 0;
+  lua_pushinteger(L, lc->db);
+  return 1;
+}
+
+/* core.subscriptions(client) -> { channels = {...}, patterns = {...},
+ * shard_channels = {...} }, each sorted: what the server confirmed and
+ * did not unsubscribe since, across the client's connections. */
+static int l_subscriptions(lua_State *L) {
+  static const char *const names[] = { "channels", "patterns",
+                                       "shard_channels" };
+  lclient *lc = check_client(L);
+  int i;
+  lua_settop(L, 1);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort"); /* index 3 */
+  lua_createtable(L, 0, 3);    /* index 4 */
+  for (i = 0; i < 3; i++) {
+    lua_Integer n = 0;
+    lua_newtable(L);
+    if (lc && lc->subs_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lc->subs_ref);
+      lua_rawgeti(L, -1, i + 1);
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -5, ++n);
+      }
+      lua_pop(L, 2);
+    }
+    if (n > 1 && lua_isfunction(L, 3)) {
+      lua_pushvalue(L, 3);
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
+    lua_setfield(L, 4, names[i]);
+  }
+  return 1;
+}
+
+/* core.set_push(client, on): with on, RESP3 pushes that are not pub/sub
+ * traffic go to core.next_push instead of read(). */
+static int l_set_push(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (lc)
+    lc->push_on = lua_toboolean(L, 2);
+  return 0;
+}
+
+static void cancel_nextpush(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->pushwaiter == t)
+    lc->pushwaiter = NULL;
+}
+
+/* core.next_push(client) -> push (an array) | nil once the client was
+ * closed. Parks until one arrives; one task at a time. */
+static int l_next_push(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t = rc->api->check(rc->lctx, L, "redis.core.next_push");
+  if (!lc)
+    return 0;
+  if (lc->ptail > lc->phead) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lc->push_ref);
+    lua_rawgeti(L, -1, ++lc->phead);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, lc->phead);
+    if (lc->phead == lc->ptail)
+      lc->phead = lc->ptail = 0;
+    if (lc->c && (lc->c->flags & CONN_PAUSED) &&
+        lc->qtail - lc->qhead < QUEUE_PAUSE / 2 &&
+        lc->ptail - lc->phead < QUEUE_PAUSE / 2)
+      conn_pause(lc->c, 0);
+    return 1;
+  }
+  if (lc->closed)
+    return 0;
+  if (lc->pushwaiter)
+    return luaL_error(L, "redis.core.next_push: another task is already "
+                      "waiting on this client");
+  lc->pushwaiter = t;
+  rc->api->park(t, cancel_nextpush, lc);
+  return lua_yield(L, 0);
 }
 
 /* ---- request/reply readers for Lua (the mock server, tests) ----------- */
@@ -960,11 +1418,22 @@ static const luaL_Reg client_methods[] = {
   {"close", l_close}, {NULL, NULL}
 };
 
+static const luaL_Reg client_meta[] = {
+  {"__gc", client_gc}, {"__close", client_tbc_close},
+  {"__tostring", client_tostring}, {NULL, NULL}
+};
+
 static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
-  {"ready", l_ready},
+  {"ready", l_ready}, {"attach", l_attach}, {"wait_closed", l_wait_closed},
+  {"set_fallback", l_set_fallback}, {"is_client", l_is_client},
+  {"is_open", l_is_open}, {"selected_db", l_selected_db},
+  {"subscriptions", l_subscriptions}, {"set_push", l_set_push},
+  {"next_push", l_next_push},
   {NULL, NULL}
 };
+
+static const char clients_key = 'c';
 
 EXPORT int luaopen_redis_core(lua_State *L);
 
@@ -972,6 +1441,7 @@ int luaopen_redis_core(lua_State *L) {
   const lev_api *api = lev_api_get(L);
   rctx *rc;
   rctx **box;
+  int clients, methods;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rctx_key);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -998,25 +1468,41 @@ int luaopen_redis_core(lua_State *L) {
   rc = *box;
   lua_pop(L, 1);
 
-  /* The client class: methods first, sugar generated and cached there. */
+  /* The clients table: client table -> light userdata of its lclient
+   * (false once finalized). Weak keys: it does not keep clients alive. */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &clients_key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &clients_key);
+  }
+  clients = lua_gettop(L);
+
+  /* The client class: a shared metatable whose __index is the method
+   * table; the method table's own __index makes method sugar. */
   if (luaL_newmetatable(L, CLIENT_MT)) {
     int mt = lua_gettop(L);
     lua_newtable(L); /* methods */
+    lua_pushvalue(L, clients);
     lua_pushlightuserdata(L, rc);
-    luaL_setfuncs(L, client_methods, 1);
-    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, client_methods, 2);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, clients);
     lua_pushlightuserdata(L, rc);
-    lua_pushcclosure(L, client_index, 2);
+    lua_pushcclosure(L, methods_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, client_gc);
-    lua_setfield(L, mt, "__gc");
-    lua_pushcfunction(L, client_tbc_close);
-    lua_setfield(L, mt, "__close");
-    lua_pushcfunction(L, client_tostring);
-    lua_setfield(L, mt, "__tostring");
+    lua_pushvalue(L, clients);
+    lua_pushlightuserdata(L, rc);
+    luaL_setfuncs(L, client_meta, 2);
   }
-  lua_pop(L, 1);
+  lua_getfield(L, -1, "__index");
+  methods = lua_gettop(L);
   if (luaL_newmetatable(L, READER_MT)) {
     lua_newtable(L);
     lua_pushcfunction(L, reader_feed);
@@ -1032,8 +1518,11 @@ int luaopen_redis_core(lua_State *L) {
   lua_pop(L, 1);
 
   lua_newtable(L);
+  lua_pushvalue(L, clients);
   lua_pushlightuserdata(L, rc);
-  luaL_setfuncs(L, core_funcs, 1);
+  luaL_setfuncs(L, core_funcs, 2);
+  lua_pushvalue(L, methods);
+  lua_setfield(L, -2, "methods");
   lua_pushcfunction(L, l_reader);
   lua_setfield(L, -2, "reader");
   lua_pushcfunction(L, l_encode);

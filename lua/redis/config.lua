@@ -59,7 +59,95 @@ local RULES = {
         return v + 0.0
       end
     end },
+  -- Round 2 (contract section 11): the handshake and reconnect.
+  { field = "protocol", default = 2,
+    msg = "protocol must be 2 or 3",
+    check = function(v)
+      local n = integral(v)
+      if n == 2 or n == 3 then return n end
+    end },
+  { field = "name",
+    msg = "name must be a non-empty string of printable ASCII without "
+      .. "spaces",
+    check = function(v)
+      -- CLIENT SETNAME's own rule: bytes '!'..'~' only.
+      if nonempty_string(v) and not v:find("[^!-~]") then return v end
+    end },
+  { field = "connect_timeout", default = 10.0,
+    msg = "connect_timeout must be a number > 0 (seconds)",
+    check = function(v)
+      if type(v) == "number" and v > 0 and v == v and v < 1e9 then
+        return v + 0.0
+      end
+    end },
+  { field = "reconnect", default = false,
+    msg = "reconnect must be true, false or a table",
+    check = function(v) return M.check_reconnect(v) end },
 }
+
+local function seconds(v, min_exclusive)
+  if type(v) ~= "number" or v ~= v or v >= 1e9 then return nil end
+  if min_exclusive and v <= 0 or v < 0 then return nil end
+  return v + 0.0
+end
+
+-- reconnect = true is this table; a table may set any of its fields.
+-- Returns the full table with every default filled in, or false, or
+-- nil and the rule it breaks.
+function M.check_reconnect(v)
+  if v == false then return false end
+  if v == true then v = {} end
+  if type(v) ~= "table" then
+    return nil, "reconnect must be true, false or a table"
+  end
+  local strategy = v.strategy == nil and "exponential" or v.strategy
+  local out = { strategy = strategy, jitter = true, wait = 0.0 }
+  if strategy == "exponential" then
+    if v.delay ~= nil then
+      return nil, "reconnect.delay is for strategy \"fixed\" (exponential "
+        .. "takes base and max)"
+    end
+    out.base = v.base == nil and 0.1 or seconds(v.base, true)
+    if not out.base then
+      return nil, "reconnect.base must be a number > 0 (seconds)"
+    end
+    out.max = v.max == nil and 5.0 or seconds(v.max, true)
+    if not out.max then
+      return nil, "reconnect.max must be a number > 0 (seconds)"
+    end
+  elseif strategy == "fixed" then
+    if v.base ~= nil or v.max ~= nil then
+      return nil, "reconnect.base and reconnect.max are for strategy "
+        .. "\"exponential\" (fixed takes delay)"
+    end
+    out.delay = v.delay == nil and 1.0 or seconds(v.delay, false)
+    if not out.delay then
+      return nil, "reconnect.delay must be a number >= 0 (seconds)"
+    end
+  else
+    return nil, 'reconnect.strategy must be "exponential" or "fixed"'
+  end
+  if v.jitter ~= nil then
+    if type(v.jitter) ~= "boolean" then
+      return nil, "reconnect.jitter must be a boolean"
+    end
+    out.jitter = v.jitter
+  end
+  if v.attempts ~= nil then
+    local n = integral(v.attempts)
+    if not n or n < 1 then
+      return nil, "reconnect.attempts must be an integer >= 1"
+    end
+    out.attempts = n
+  end
+  if v.wait ~= nil then
+    out.wait = seconds(v.wait, false)
+    if not out.wait then
+      return nil, "reconnect.wait must be a number >= 0 (seconds)"
+    end
+  end
+  return out
+end
 
 local SSL_FIELDS = { "ca", "cert", "key", "server_name" }
 
@@ -312,8 +400,8 @@ function M.normalize(config)
       if rule.required then return fail(rule.msg) end
       cfg[rule.field] = rule.default
     else
-      local ok = rule.check(v)
-      if ok == nil then return fail(rule.msg) end
+      local ok, why = rule.check(v)
+      if ok == nil then return fail(why or rule.msg) end
       cfg[rule.field] = ok
     end
   end
@@ -338,9 +426,16 @@ local function fnv1a(s)
   return string.format("%016x", h)
 end
 
--- host:port/db, +ssl and its identity, +the AUTH identity.
-function M.pool_key(cfg)
-  local key = string.format("%s:%d/%d", cfg.host, cfg.port, cfg.db)
+-- host:port/db, +ssl and its identity, +the AUTH identity, +the
+-- protocol and the client name. fallback: the key of a protocol = 3
+-- connection that fell back to RESP2 (the server has no HELLO), kept apart
+-- so that whoever takes it from the pool knows it speaks RESP2. db: the
+-- database the connection is on, when not cfg.db (after a reconnect).
+function M.pool_key(cfg, fallback, db)
+  local key = string.format("%s:%d/%d", cfg.host, cfg.port, db or cfg.db)
+  if cfg.protocol == 3 then
+    key = key .. (fallback and "+resp3>2" or "+resp3")
+  end
   if cfg.ssl then
     local s = cfg.ssl
     key = key .. string.format("+ssl(%s|%s|%s|%s|%s)", tostring(s.verify),
@@ -350,6 +445,8 @@ function M.pool_key(cfg)
     key = key .. "+auth(" .. cfg.auth.user .. ":"
       .. fnv1a(cfg.auth.user .. "\0" .. cfg.auth.pass) .. ")"
   end
+  -- Last, with its length: no name can make one key look like another.
+  if cfg.name then key = key .. "+name" .. #cfg.name .. ":" .. cfg.name end
   return key
 end
 

@@ -70,6 +70,10 @@ struct lclient {
   void *pushwaiter;        /* task waiting in core.next_push */
   int push_ref;            /* pushes not yet taken: registry table */
   lua_Integer phead, ptail;
+  /* redis.subscriber (lua/redis/subscriber.lua; core.sub_*): messages go
+   * to the read() queue as message tables, bounded by sub_max. */
+  lua_Integer sub_max;     /* 0: not a subscriber */
+  int sub_hold;            /* subscribe commands in flight: keep reading */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -229,6 +233,87 @@ static void deliver_push(lclient *lc, conn *c, const resp_reply *r) {
     conn_pause(c, 1);
 }
 
+static void sub_adopt(lclient *dst, lclient *src);
+
+/* Connection facts the subscriber path needs. */
+static int conn_paused(const conn *c) { return (c->flags & CONN_PAUSED) != 0; }
+static int conn_failed(const conn *c) {
+  return (c->flags & (CONN_BROKEN | CONN_CLOSING)) != 0;
+}
+
+/* ---- subscriber: the per-message path (core.sub_*) -------------------
+ * A subscriber's messages skip read()'s tagged form: each becomes one
+ * table { kind, channel, pattern (pmessage), payload } as it is parsed,
+ * queued in the read() queue (or handed to the task parked in
+ * core.sub_next). Reading pauses at sub_max queued messages, except while
+ * a subscribe command waits for its confirmation (sub_hold): that
+ * confirmation is behind the messages Redis has already queued, which
+ * Redis itself bounds (client-output-buffer-limit pubsub). */
+
+static int sub_str(const resp_node *n) {
+  return n->type == RESP_BULK || n->type == RESP_SIMPLE;
+}
+
+/* Pushes the message table; 0 (nothing pushed) for an odd shape. */
+static int sub_push_message(lua_State *L, const resp_reply *r) {
+  const resp_node *n = r->nodes;
+  int pat = n->len == 4;
+  if ((n->len != 3 && !pat) || !sub_str(&n[1]) || !sub_str(&n[2]) ||
+      !sub_str(&n[3]) || (pat && !sub_str(&n[4])))
+    return 0;
+  lua_createtable(L, 0, 4);
+  lua_pushlstring(L, r->base + n[1].off, (size_t)n[1].len);
+  lua_setfield(L, -2, "kind");
+  if (pat) {
+    lua_pushlstring(L, r->base + n[2].off, (size_t)n[2].len);
+    lua_setfield(L, -2, "pattern");
+    n++;
+  }
+  lua_pushlstring(L, r->base + n[2].off, (size_t)n[2].len);
+  lua_setfield(L, -2, "channel");
+  lua_pushlstring(L, r->base + n[3].off, (size_t)n[3].len);
+  lua_setfield(L, -2, "payload");
+  return 1;
+}
+
+/* A reply for nobody on a subscriber: 1 when it was taken care of. */
+static int sub_deliver(lclient *lc, conn *c, const resp_reply *r, int kind) {
+  lua_State *L;
+  if (kind == CONN_REPLY_CONFIRM) {
+    /* An extra confirmation (the server unsubscribing a shard channel
+     * whose slot moved, say): the subscriptions follow it. */
+    track_subscription(lc, r);
+    return 1;
+  }
+  if (kind != CONN_REPLY_MESSAGE)
+    return 0;
+  if (lc->reader) {
+    lev_task *t = (lev_task *)lc->reader;
+    L = lc->rc->api->thread(t);
+    lua_checkstack(L, 4);
+    if (!sub_push_message(L, r))
+      return 0;
+    lc->reader = NULL;
+    lc->rc->api->wake(t, 1);
+    return 1;
+  }
+  L = lc->rc->L;
+  if (lc->queue_ref == LUA_NOREF) {
+    lua_newtable(L);
+    lc->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
+  if (!sub_push_message(L, r)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_rawseti(L, -2, ++lc->qtail);
+  lua_pop(L, 1);
+  if (lc->qtail - lc->qhead >= lc->sub_max && !lc->sub_hold)
+    conn_pause(c, 1);
+  return 1;
+}
+
 static void cb_connect(conn *c, int status, const char *msg) {
   lclient *lc = (lclient *)c->data;
   lev_task *t;
@@ -266,6 +351,8 @@ static void cb_reply(conn *c, conn_slot *s, const resp_reply *r) {
       return;
     {
       int kind = conn_pubsub_kind(r);
+      if (lc->sub_max && sub_deliver(lc, c, r, kind))
+        return;
       if (kind == CONN_REPLY_CONFIRM)
         track_subscription(lc, r);
       else if (kind == CONN_REPLY_OTHER && lc->push_on &&
@@ -1152,6 +1239,7 @@ static int l_attach(lua_State *L) {
   src->c = NULL;
   c->data = dst;
   dst->c = c;
+  sub_adopt(dst, src);
   dst->ready = src->ready;
   free(dst->key);
   dst->key = src->key;
@@ -1159,6 +1247,104 @@ static int l_attach(lua_State *L) {
   src->key = NULL;
   src->keylen = 0;
   return 0;
+}
+
+/* ---- subscriber: core.sub_mode, core.sub_next, core.sub_hold ---------- */
+
+/* What reached the fresh connection of a reconnect between its
+ * resubscription and the attach (in read()'s tagged form) is appended to
+ * the subscriber's queue, so no message is lost on the way. */
+static void sub_adopt(lclient *dst, lclient *src) {
+  lua_State *L = dst->rc->L;
+  if (!dst->sub_max || src->qtail <= src->qhead)
+    return;
+  if (dst->queue_ref == LUA_NOREF) {
+    lua_newtable(L);
+    dst->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, dst->queue_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, src->queue_ref);
+  while (src->qtail > src->qhead) {
+    lua_rawgeti(L, -1, ++src->qhead);
+    lua_rawseti(L, -3, ++dst->qtail);
+  }
+  lua_pop(L, 2);
+  queue_release(src);
+}
+
+/* core.sub_mode(client, max_queue): the client is a subscriber's. */
+static int l_sub_mode(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, max >= 1, 2, "max_queue must be >= 1");
+  if (lc)
+    lc->sub_max = max;
+  return 0;
+}
+
+static void sub_resume(lclient *lc) {
+  if (lc->c && conn_paused(lc->c))
+    conn_pause(lc->c, 0);
+}
+
+/* core.sub_hold(client, on): a subscribe command is (on) or is no longer
+ * in flight; counted, for commands of many tasks. */
+static int l_sub_hold(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc)
+    return 0;
+  if (lua_toboolean(L, 2)) {
+    lc->sub_hold++;
+    sub_resume(lc);
+  } else if (lc->sub_hold > 0 && --lc->sub_hold == 0 && lc->c &&
+             lc->qtail - lc->qhead >= lc->sub_max) {
+    conn_pause(lc->c, 1);
+  }
+  return 0;
+}
+
+static void cancel_subnext(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->reader == t)
+    lc->reader = NULL;
+}
+
+/* core.sub_next(client[, nowait]) -> message | false (nowait, nothing
+ * queued) | nil, text, category (no connection, or it failed while
+ * waiting). Parks until a message comes; no timeout of its own. */
+static int l_sub_next(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t;
+  if (lc && lc->qtail > lc->qhead) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
+    lua_rawgeti(L, -1, ++lc->qhead);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, lc->qhead);
+    if (lc->qhead == lc->qtail)
+      lc->qhead = lc->qtail = 0;
+    /* Resume at half the bound: one pause per max_queue / 2 messages,
+     * not one per message. */
+    if (lc->c && conn_paused(lc->c) &&
+        lc->qtail - lc->qhead <= lc->sub_max / 2)
+      conn_pause(lc->c, 0);
+    return 1;
+  }
+  if (lua_toboolean(L, 2)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  t = rc->api->check(rc->lctx, L, "redis: subscriber next");
+  if (!lc || !lc->c || conn_failed(lc->c))
+    return push_fail(L, lc && lc->lasterr[0] ? lc->lasterr : "closed",
+                     lc && lc->lastcat ? lc->lastcat : "closed");
+  if (lc->reader)
+    return luaL_error(L, "redis: subscriber next: another task is already "
+                      "reading");
+  sub_resume(lc); /* e.g. a queue adopted full at a reconnect */
+  lc->reader = t;
+  rc->api->park(t, cancel_subnext, lc);
+  return lua_yield(L, 0);
 }
 
 static void cancel_waitclosed(lev_task *t, void *data) {
@@ -1430,6 +1616,8 @@ static const luaL_Reg core_funcs[] = {
   {"is_open", l_is_open}, {"selected_db", l_selected_db},
   {"subscriptions", l_subscriptions}, {"set_push", l_set_push},
   {"next_push", l_next_push},
+  {"sub_mode", l_sub_mode}, {"sub_next", l_sub_next},
+  {"sub_hold", l_sub_hold},
   {NULL, NULL}
 };
 

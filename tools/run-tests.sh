@@ -106,7 +106,7 @@ fi
 run_busted "specs unit" "LEVR_BUILD=$BUILD" -- spec/unit
 run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- spec/integration
 # The soak's counts (ops, faults injected, failures reported, mismatches).
-grep -A5 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
+grep -A6 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
 run_busted "specs unit (asan+ubsan)" "${ASAN_ENV[@]}" -- spec/unit
 run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- spec/integration
 

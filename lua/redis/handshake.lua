@@ -43,11 +43,13 @@ local function send_all(conn, cmds)
   return true
 end
 
--- run(conn, cfg[, db]) -> protocol in use | nil, text, category
--- conn is a fresh connection (redis.core's private object); db, when
+-- run(conn, cfg[, db[, verify]]) -> protocol in use | nil, text, category
+-- conn is a fresh connection (a client from core.connect); db, when
 -- given, is selected instead of cfg.db (reconnect restores the database
--- the program last selected).
-function M.run(conn, cfg, db)
+-- the program last selected). verify: make sure of one round trip (a
+-- PING when nothing else was sent), so that a server that accepts and
+-- closes at once fails the handshake instead of passing it.
+function M.run(conn, cfg, db, verify)
   db = db or cfg.db
   local proto, cmds = 2, {}
   if cfg.protocol == 3 then
@@ -80,10 +82,12 @@ function M.run(conn, cfg, db)
   if #cmds > 0 then
     local ok, err, cat = send_all(conn, cmds)
     if not ok then return nil, err, cat end
-  elseif cfg.ssl and cfg.protocol == 2 then
+  elseif (cfg.ssl or verify) and cfg.protocol == 2 then
     -- TLS 1.3 servers reject a missing client certificate only after the
     -- client's side of the handshake is done: one round trip makes such a
-    -- failure a failed connect rather than a failed first command.
+    -- failure a failed connect rather than a failed first command. An
+    -- error reply (NOAUTH: the server wants a password) is the program's
+    -- business, not the handshake's.
     local ok, err, cat = conn:cmd("PING")
     if not ok and cat ~= "redis" then return nil, err, cat end
   end
@@ -97,10 +101,10 @@ function M.limit(cfg)
   return limit
 end
 
--- open(cfg[, db]) -> conn, protocol | nil, text, category
+-- open(cfg[, db[, verify]]) -> conn, protocol | nil, text, category
 -- A new connection to cfg.host:cfg.port, handshake done. On failure
 -- nothing is left open.
-function M.open(cfg, db)
+function M.open(cfg, db, verify)
   local limit = M.limit(cfg)
   local conn
   local function attempt()
@@ -108,7 +112,7 @@ function M.open(cfg, db)
                                      cfg.ssl or nil)
     if not c then return nil, err, cat end
     conn = c
-    return M.run(c, cfg, db)
+    return M.run(c, cfg, db, verify)
   end
   -- lev.timeout bounds the whole sequence; the same limit given to the
   -- connection bounds each step in C as well.

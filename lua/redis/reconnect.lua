@@ -109,7 +109,7 @@ local function cycle(c, st)
     lev.sleep(d)
     if st.status == "closed" then return false, "closed" end
     local db = core.selected_db(c)
-    local fresh, proto = handshake.open(cfg, db)
+    local fresh, proto = handshake.open(cfg, db, true)
     if st.status == "closed" then
       if fresh then fresh:close(true) end
       return false, "closed"
@@ -304,6 +304,10 @@ end
 
 -- close(): stops reconnecting and fires end, then closes as before.
 function methods.close(c, no_keepalive)
+  if not core.is_client(c) then
+    error(string.format("bad argument #1 to 'close' (redis.client expected, "
+      .. "got %s)", type(c) == "nil" and "no value" or type(c)), 2)
+  end
   local st = states[c]
   if st and st.status ~= "closed" then
     st.status = "closed"

@@ -40,9 +40,15 @@ function Server:pid()
   return s and math.tointeger(tonumber(s:match("%d+")))
 end
 
+-- Running (a zombie waiting to be reaped counts as gone: its port is
+-- free and it answers nothing).
 function Server:alive()
   local pid = self.last_pid
-  return pid ~= nil and os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  if not pid then return false end
+  local stat = read("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 -- Starts redis-server on self.port; true, or false and the log.
@@ -78,9 +84,9 @@ function Server:kill(sig)
   local pid = self.last_pid
   if not pid then return end
   os.execute(string.format("kill -%s %d 2>/dev/null", sig or "KILL", pid))
-  for _ = 1, 200 do
+  for _ = 1, 400 do
     if not self:alive() then break end
-    sleep(0.02)
+    sleep(0.01)
   end
   assert(not self:alive(), "redis-server " .. pid .. " did not exit")
   self.last_pid = nil

@@ -254,59 +254,103 @@ static int sub_str(const resp_node *n) {
   return n->type == RESP_BULK || n->type == RESP_SIMPLE;
 }
 
-/* Pushes the message table; 0 (nothing pushed) for an odd shape. */
-static int sub_push_message(lua_State *L, const resp_reply *r) {
+/* What a reply is to a subscriber: a message of three elements
+ * ("message", "smessage"), one of four ("pmessage"), or 0: anything else,
+ * for conn_pubsub_kind to sort out. Redis writes the kinds in lower case;
+ * exact compares keep this cheap. */
+static const char *sub_kind(const resp_reply *r) {
   const resp_node *n = r->nodes;
-  int pat = n->len == 4;
-  if ((n->len != 3 && !pat) || !sub_str(&n[1]) || !sub_str(&n[2]) ||
-      !sub_str(&n[3]) || (pat && !sub_str(&n[4])))
-    return 0;
+  const char *p;
+  if ((n->type != RESP_ARRAY && n->type != RESP_PUSH) || n->len < 3 ||
+      n->len > 4 || !sub_str(&n[1]) || !sub_str(&n[2]) || !sub_str(&n[3]) ||
+      (n->len == 4 && !sub_str(&n[4])))
+    return NULL;
+  p = r->base + n[1].off;
+  if (n->len == 3 && n[1].len == 7 && memcmp(p, "message", 7) == 0)
+    return "message";
+  if (n->len == 3 && n[1].len == 8 && memcmp(p, "smessage", 8) == 0)
+    return "smessage";
+  if (n->len == 4 && n[1].len == 8 && memcmp(p, "pmessage", 8) == 0)
+    return "pmessage";
+  return NULL;
+}
+
+/* Pushes a channel name. The queue table (at q) keeps the last one at
+ * index 0: a subscriber mostly hears a few channels, and reusing the
+ * string skips hashing and interning it per message. */
+static void sub_push_channel(lua_State *L, int q, const char *p, size_t n) {
+  size_t k;
+  const char *s;
+  if (lua_rawgeti(L, q, 0) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &k);
+    if (k == n && memcmp(s, p, n) == 0)
+      return;
+  }
+  lua_pop(L, 1);
+  lua_pushlstring(L, p, n);
+  if (n <= 64) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, q, 0);
+  }
+}
+
+/* Pushes the message table for kind (sub_kind's) onto L, whose top is the
+ * queue table. */
+static void sub_push_message(lua_State *L, const resp_reply *r,
+                             const char *kind) {
+  const resp_node *n = r->nodes;
+  int q = lua_gettop(L);
   lua_createtable(L, 0, 4);
-  lua_pushlstring(L, r->base + n[1].off, (size_t)n[1].len);
+  lua_pushstring(L, kind); /* a literal: lua's string cache finds it */
   lua_setfield(L, -2, "kind");
-  if (pat) {
+  if (n->len == 4) {
     lua_pushlstring(L, r->base + n[2].off, (size_t)n[2].len);
     lua_setfield(L, -2, "pattern");
     n++;
   }
-  lua_pushlstring(L, r->base + n[2].off, (size_t)n[2].len);
+  sub_push_channel(L, q, r->base + n[2].off, (size_t)n[2].len);
   lua_setfield(L, -2, "channel");
   lua_pushlstring(L, r->base + n[3].off, (size_t)n[3].len);
   lua_setfield(L, -2, "payload");
-  return 1;
 }
 
-/* A reply for nobody on a subscriber: 1 when it was taken care of. */
-static int sub_deliver(lclient *lc, conn *c, const resp_reply *r, int kind) {
-  lua_State *L;
-  if (kind == CONN_REPLY_CONFIRM) {
-    /* An extra confirmation (the server unsubscribing a shard channel
-     * whose slot moved, say): the subscriptions follow it. */
-    track_subscription(lc, r);
-    return 1;
+static void sub_push_queue(lclient *lc, lua_State *L) {
+  if (lc->queue_ref == LUA_NOREF) {
+    lua_newtable(lc->rc->L);
+    lc->queue_ref = luaL_ref(lc->rc->L, LUA_REGISTRYINDEX);
   }
-  if (kind != CONN_REPLY_MESSAGE)
-    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
+}
+
+/* A reply for nobody on a subscriber: 1 when it was taken care of.
+ * Messages go to the parked task or the queue; confirmations the server
+ * sends by itself (unsubscribing a shard channel whose slot moved, say)
+ * update the subscriptions; anything else is dropped, but for pushes
+ * that push handlers take. */
+static int sub_deliver(lclient *lc, conn *c, const resp_reply *r) {
+  const char *kind = sub_kind(r);
+  lua_State *L;
+  if (!kind) {
+    int k = conn_pubsub_kind(r);
+    if (k == CONN_REPLY_CONFIRM)
+      track_subscription(lc, r);
+    return k == CONN_REPLY_OTHER && lc->push_on &&
+           r->nodes->type == RESP_PUSH ? 0 : 1;
+  }
   if (lc->reader) {
     lev_task *t = (lev_task *)lc->reader;
-    L = lc->rc->api->thread(t);
-    lua_checkstack(L, 4);
-    if (!sub_push_message(L, r))
-      return 0;
     lc->reader = NULL;
+    L = lc->rc->api->thread(t);
+    lua_checkstack(L, 6);
+    sub_push_queue(lc, L);
+    sub_push_message(L, r, kind);
+    lua_remove(L, -2);
     lc->rc->api->wake(t, 1);
     return 1;
   }
   L = lc->rc->L;
-  if (lc->queue_ref == LUA_NOREF) {
-    lua_newtable(L);
-    lc->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
-  if (!sub_push_message(L, r)) {
-    lua_pop(L, 1);
-    return 0;
-  }
+  sub_push_queue(lc, L);
+  sub_push_message(L, r, kind);
   lua_rawseti(L, -2, ++lc->qtail);
   lua_pop(L, 1);
   if (lc->qtail - lc->qhead >= lc->sub_max && !lc->sub_hold)
@@ -349,10 +393,10 @@ static void cb_reply(conn *c, conn_slot *s, const resp_reply *r) {
   if (!s) {
     if (!lc)
       return;
+    if (lc->sub_max && sub_deliver(lc, c, r))
+      return;
     {
       int kind = conn_pubsub_kind(r);
-      if (lc->sub_max && sub_deliver(lc, c, r, kind))
-        return;
       if (kind == CONN_REPLY_CONFIRM)
         track_subscription(lc, r);
       else if (kind == CONN_REPLY_OTHER && lc->push_on &&
@@ -1253,20 +1297,41 @@ static int l_attach(lua_State *L) {
 
 /* What reached the fresh connection of a reconnect between its
  * resubscription and the attach (in read()'s tagged form) is appended to
- * the subscriber's queue, so no message is lost on the way. */
+ * the subscriber's queue as messages, so none is lost on the way. */
 static void sub_adopt(lclient *dst, lclient *src) {
+  static const char *const fields3[] = { "kind", "channel", "payload" };
+  static const char *const fields4[] = { "kind", "pattern", "channel",
+                                         "payload" };
   lua_State *L = dst->rc->L;
+  int q, from;
   if (!dst->sub_max || src->qtail <= src->qhead)
     return;
-  if (dst->queue_ref == LUA_NOREF) {
-    lua_newtable(L);
-    dst->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, dst->queue_ref);
+  sub_push_queue(dst, L);
+  q = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, src->queue_ref);
+  from = lua_gettop(L);
   while (src->qtail > src->qhead) {
-    lua_rawgeti(L, -1, ++src->qhead);
-    lua_rawseti(L, -3, ++dst->qtail);
+    const char *const *f;
+    lua_Integer i, n;
+    const char *kind;
+    lua_rawgeti(L, from, ++src->qhead);
+    lua_getfield(L, -1, "value");
+    n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+    lua_rawgeti(L, -1, 1);
+    kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    f = n == 3 && kind && (strcmp(kind, "message") == 0 ||
+                           strcmp(kind, "smessage") == 0) ? fields3
+        : n == 4 && kind && strcmp(kind, "pmessage") == 0 ? fields4 : NULL;
+    if (f) {
+      lua_createtable(L, 0, 4);
+      for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, i + 1);
+        lua_setfield(L, -2, f[i]);
+      }
+      lua_rawseti(L, q, ++dst->qtail);
+    }
+    lua_pop(L, 2);
   }
   lua_pop(L, 2);
   queue_release(src);
@@ -1309,42 +1374,109 @@ static void cancel_subnext(lev_task *t, void *data) {
     lc->reader = NULL;
 }
 
-/* core.sub_next(client[, nowait]) -> message | false (nowait, nothing
- * queued) | nil, text, category (no connection, or it failed while
- * waiting). Parks until a message comes; no timeout of its own. */
+/* Pops the oldest queued message onto L's stack: 1, or 0 if none. */
+static int sub_pop(lua_State *L, lclient *lc) {
+  if (!lc || lc->qtail <= lc->qhead)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
+  lua_rawgeti(L, -1, ++lc->qhead);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, lc->qhead);
+  lua_remove(L, -2);
+  if (lc->qhead == lc->qtail)
+    lc->qhead = lc->qtail = 0;
+  /* Resume at half the bound: one pause per max_queue / 2 messages, not
+   * one per message. */
+  if (lc->c && conn_paused(lc->c) && lc->qtail - lc->qhead <= lc->sub_max / 2)
+    conn_pause(lc->c, 0);
+  return 1;
+}
+
+/* Parks t until a message comes (sub_deliver) or the connection ends
+ * (wake_reader: nil, text, category). */
+static void sub_park(lua_State *L, rctx *rc, lclient *lc, lev_task *t) {
+  if (lc->reader)
+    luaL_error(L, "redis: subscriber next: another task is already "
+               "reading");
+  sub_resume(lc); /* e.g. a queue adopted full at a reconnect */
+  lc->reader = t;
+  rc->api->park(t, cancel_subnext, lc);
+}
+
+/* core.sub_next(client, nowait) -> message | false (nothing queued; with
+ * nowait) | nil, text, category (no usable connection: why the last one
+ * ended). Without nowait it parks until a message comes. */
 static int l_sub_next(lua_State *L) {
   lclient *lc = check_client(L);
   rctx *rc = up_rctx(L);
   lev_task *t;
-  if (lc && lc->qtail > lc->qhead) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
-    lua_rawgeti(L, -1, ++lc->qhead);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, lc->qhead);
-    if (lc->qhead == lc->qtail)
-      lc->qhead = lc->qtail = 0;
-    /* Resume at half the bound: one pause per max_queue / 2 messages,
-     * not one per message. */
-    if (lc->c && conn_paused(lc->c) &&
-        lc->qtail - lc->qhead <= lc->sub_max / 2)
-      conn_pause(lc->c, 0);
+  if (sub_pop(L, lc))
     return 1;
-  }
+  if (!lc || !lc->c || conn_failed(lc->c))
+    return push_fail(L, lc && lc->lasterr[0] ? lc->lasterr : "closed",
+                     lc && lc->lastcat ? lc->lastcat : "closed");
   if (lua_toboolean(L, 2)) {
     lua_pushboolean(L, 0);
     return 1;
   }
   t = rc->api->check(rc->lctx, L, "redis: subscriber next");
-  if (!lc || !lc->c || conn_failed(lc->c))
-    return push_fail(L, lc && lc->lasterr[0] ? lc->lasterr : "closed",
-                     lc && lc->lastcat ? lc->lastcat : "closed");
-  if (lc->reader)
-    return luaL_error(L, "redis: subscriber next: another task is already "
-                      "reading");
-  sub_resume(lc); /* e.g. a queue adopted full at a reconnect */
-  lc->reader = t;
-  rc->api->park(t, cancel_subnext, lc);
+  sub_park(L, rc, lc, t);
   return lua_yield(L, 0);
+}
+
+/* sub:next(timeout), the method: a queued message at once, or (no
+ * timeout) a wait in C; everything else (a timeout, no connection, a
+ * failure while waiting) goes to the Lua part, upvalue 3, as
+ * slow(sub, timeout), which may park (hence lua_callk). Stack: 1 sub,
+ * 2 timeout, 3 sub._c. */
+static int sub_method_slow_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L);
+}
+
+static int sub_method_slow(lua_State *L) {
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_insert(L, 1);
+  lua_callk(L, 2, LUA_MULTRET, 0, sub_method_slow_k);
+  return lua_gettop(L);
+}
+
+static int sub_method_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  if (lua_gettop(L) == 4 && lua_istable(L, 4))
+    return 1; /* the message sub_deliver handed over */
+  return sub_method_slow(L);
+}
+
+static int sub_method_next(lua_State *L) {
+  rctx *rc = up_rctx(L);
+  lclient *lc;
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushliteral(L, "_c");
+  lua_rawget(L, 1);
+  lc = check_client_at(L, 3);
+  if (sub_pop(L, lc))
+    return 1;
+  if (lua_isnil(L, 2) && lc && lc->c && !conn_failed(lc->c) && !lc->reader) {
+    lev_task *t = rc->api->check(rc->lctx, L, "redis: subscriber next");
+    sub_park(L, rc, lc, t);
+    return lua_yieldk(L, 0, 0, sub_method_k);
+  }
+  return sub_method_slow(L);
+}
+
+/* core.sub_method(slow) -> the next method (sub_method_next). */
+static int l_sub_method(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, sub_method_next, 3);
+  return 1;
 }
 
 static void cancel_waitclosed(lev_task *t, void *data) {
@@ -1617,7 +1749,7 @@ static const luaL_Reg core_funcs[] = {
   {"subscriptions", l_subscriptions}, {"set_push", l_set_push},
   {"next_push", l_next_push},
   {"sub_mode", l_sub_mode}, {"sub_next", l_sub_next},
-  {"sub_hold", l_sub_hold},
+  {"sub_hold", l_sub_hold}, {"sub_method", l_sub_method},
   {NULL, NULL}
 };
 

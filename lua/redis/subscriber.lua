@@ -35,21 +35,6 @@ local sub_next, sub_hold = core.sub_next, core.sub_hold
 local Sub = {}
 Sub.__index = Sub
 
--- A message that reached the connection before it was the subscriber's
--- (between resubscribing and the attach, at a reconnect) is in read()'s
--- form { type = ..., value = { "message", channel, payload } }.
-local function from_tagged(t)
-  local v = t.value
-  if type(v) ~= "table" then return nil end
-  local k = v[1]
-  if k == "message" or k == "smessage" then
-    return { kind = k, channel = v[2], payload = v[3] }
-  elseif k == "pmessage" then
-    return { kind = k, pattern = v[2], channel = v[3], payload = v[4] }
-  end
-  return nil
-end
-
 local function invalid(msg)
   return nil, "invalid config: " .. msg, "config"
 end
@@ -146,18 +131,20 @@ end
 
 -- ---- messages ----------------------------------------------------------
 
--- The slow part of next(): nothing queued, a reconnect under way, or a
--- queued entry that is not yet a message table.
-local function next_slow(self, timeout, m, err, cat)
+-- The part of next() that is not C (core.sub_method): a timeout, a
+-- reconnect under way, the end. C calls it as slow(sub, timeout) when no
+-- message is queued and it cannot simply wait.
+local function next_slow(self, timeout)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout
+                         or timeout < 0) then
+    error("redis: next: timeout must be a number >= 0 (seconds) or nil", 3)
+  end
   local c = self._c
   local deadline = timeout and lev.now() + timeout
+  local m, err, cat = sub_next(c, true)
   while true do
-    if m then
-      if m.kind then return m end
-      local msg = from_tagged(m)
-      if msg then return msg end
-      -- anything else (a push nobody handles) is not a message: skipped
-    elseif m == nil and c:status() == "closed" then
+    if m then return m end
+    if m == nil and c:status() == "closed" then
       return nil, err or "closed", cat or "closed"
     end
     local left
@@ -180,26 +167,14 @@ local function next_slow(self, timeout, m, err, cat)
 end
 
 -- sub:next(timeout) -> message | nil, "timeout" | nil, err
-function Sub:next(timeout)
-  local m, err, cat
-  if timeout == nil then
-    m, err, cat = sub_next(self._c)
-  else
-    if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
-      error("redis: next: timeout must be a number >= 0 (seconds) or nil",
-        2)
-    end
-    m = sub_next(self._c, true)
-  end
-  if m and m.kind then return m end
-  return next_slow(self, timeout, m, err, cat)
-end
+Sub.next = core.sub_method(next_slow)
 
 -- for msg in sub:messages() do ... end: until the subscriber is closed
 -- (or fails for good).
 function Sub:messages()
+  local nxt = Sub.next
   return function()
-    return (self:next())
+    return (nxt(self))
   end
 end
 

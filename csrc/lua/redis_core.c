@@ -1539,6 +1539,13 @@ static int l_is_open(lua_State *L) {
   return 1;
 }
 
+/* core.is_closed(client) -> boolean: close() (or __close) was called. */
+static int l_is_closed(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_pushboolean(L, !lc || lc->closed);
+  return 1;
+}
+
 /* core.selected_db(client) -> db | nil: the database of the last SELECT
  * the server accepted on this client (across its connections), nil when
  * there was none since connect (then cfg.db holds). A SELECT queued
@@ -1745,7 +1752,8 @@ static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
   {"ready", l_ready}, {"attach", l_attach}, {"wait_closed", l_wait_closed},
   {"set_fallback", l_set_fallback}, {"is_client", l_is_client},
-  {"is_open", l_is_open}, {"selected_db", l_selected_db},
+  {"is_open", l_is_open}, {"is_closed", l_is_closed},
+  {"selected_db", l_selected_db},
   {"subscriptions", l_subscriptions}, {"set_push", l_set_push},
   {"next_push", l_next_push},
   {"sub_mode", l_sub_mode}, {"sub_next", l_sub_next},

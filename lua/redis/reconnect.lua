@@ -67,8 +67,10 @@ local function emit(st, event, ...)
   -- A copy: a handler registered or removed from another handler counts
   -- from the next event on.
   for _, h in ipairs({ table.unpack(list) }) do
-    local t = lev.spawn(h.fn, ...)
-    if event == "push" then
+    -- lev.spawn raises only outside lev.run (a close() there): no task can
+    -- run a handler then, and the event is not delivered.
+    local ok, t = pcall(lev.spawn, h.fn, ...)
+    if ok and event == "push" then
       tasks = tasks or {}
       tasks[#tasks + 1] = t
     end
@@ -76,11 +78,24 @@ local function emit(st, event, ...)
   return tasks
 end
 
+-- Closed for good: by close() (this module's), or by the C close that
+-- __close runs.
+local function stopped(c, st)
+  if st.status == "closed" then return true end
+  if core.is_closed(c) then
+    st.status = "closed"
+    emit(st, "end", "closed")
+    return true
+  end
+  return false
+end
+
 -- The session to restore on a fresh connection: every channel, pattern
 -- and shard channel the client was subscribed to, one command per name
 -- (each command then gets its own confirmation, and none is left for
 -- read()).
-local function restore(fresh, subs)
+function M.resubscribe(fresh, c)
+  local subs = core.subscriptions(c)
   for _, kind in ipairs({ { "SUBSCRIBE", subs.channels },
                           { "PSUBSCRIBE", subs.patterns },
                           { "SSUBSCRIBE", subs.shard_channels } }) do
@@ -107,16 +122,16 @@ local function cycle(c, st)
     local d = M.delay(r, n)
     emit(st, "reconnecting", n, d)
     lev.sleep(d)
-    if st.status == "closed" then return false, "closed" end
+    if stopped(c, st) then return false, "closed" end
     local db = core.selected_db(c)
-    local fresh, proto = handshake.open(cfg, db, true)
-    if st.status == "closed" then
+    local fresh, proto = st.open(cfg, db, true)
+    if stopped(c, st) then
       if fresh then fresh:close(true) end
       return false, "closed"
     end
     if fresh then
-      local ok, err = restore(fresh, core.subscriptions(c))
-      if ok and st.status ~= "closed" then
+      local ok, err = st.restore(fresh, c)
+      if ok and not stopped(c, st) then
         -- Pooled (on close) under the key of the database it is on.
         core.ready(fresh, config.pool_key(cfg, proto ~= cfg.protocol, db),
                    cfg)
@@ -125,7 +140,7 @@ local function cycle(c, st)
         return true
       end
       fresh:close(true)
-      if st.status == "closed" then return false, "closed" end
+      if stopped(c, st) then return false, "closed" end
       last = err
     else
       last = proto -- handshake.open's error text
@@ -138,7 +153,7 @@ end
 local function watch(c, st)
   while true do
     local text, cat = core.wait_closed(c)
-    if st.status == "closed" then return end -- close() ended it
+    if stopped(c, st) then return end -- close() ended it
     emit(st, "disconnect", text, cat)
     if not st.cfg.reconnect then
       st.status = "closed"
@@ -201,8 +216,7 @@ local deadlines = setmetatable({}, { __mode = "k" })
 
 local function fallback(c, op, ...)
   local st = states[c]
-  if not st or not st.cfg or not st.cfg.reconnect or st.status == "closed"
-  then
+  if not st or not st.cfg or not st.cfg.reconnect or stopped(c, st) then
     return nil, "closed", "closed"
   end
   local wait = st.cfg.reconnect.wait
@@ -235,11 +249,18 @@ end
 
 -- ---- public ------------------------------------------------------------
 
--- Called by redis.connect for a client with cfg.reconnect.
-function M.manage(c, cfg)
+-- manage(c, cfg[, opts]): reconnect for client c (ready, connected) as
+-- cfg.reconnect says. redis.connect calls it; other modules may pass
+-- opts.open(cfg, db, verify) -> fresh, protocol | nil, err (default
+-- handshake.open; sentinel asks its sentinels first) and
+-- opts.restore(fresh, c) -> true | nil, err (default M.resubscribe),
+-- which runs on the fresh connection before it is attached.
+function M.manage(c, cfg, opts)
   local st = state(c)
   st.cfg = cfg
   st.status = "ready"
+  st.open = opts and opts.open or handshake.open
+  st.restore = opts and opts.restore or M.resubscribe
   core.set_fallback(c, fallback)
   start_watch(c, st)
 end
@@ -252,6 +273,7 @@ function methods.status(c)
   local st = states[c]
   if st and st.status ~= "ready" then return st.status end
   if core.is_open(c) then return "ready" end
+  if core.is_closed(c) then return "closed" end
   if st and st.cfg and st.cfg.reconnect then return "reconnecting" end
   return "closed"
 end
@@ -272,13 +294,14 @@ function methods.on(c, event, fn)
   local h = { event = event, fn = fn }
   list[#list + 1] = h
   st.counts[event] = (st.counts[event] or 0) + 1
-  if st.status ~= "closed" and core.is_open(c) then
-    if event ~= "push" then start_watch(c, st) end
+  if st.status ~= "closed" and not core.is_closed(c) then
     if event == "push" then
-      core.set_push(c, true)
+      core.set_push(c, true) -- kept across reconnects
       if not st.dispatcher then
         st.dispatcher = lev._daemon(dispatch, c, st)
       end
+    elseif core.is_open(c) then
+      start_watch(c, st) -- a reconnect client has it already
     end
   end
   return h

@@ -232,6 +232,50 @@ describe("reconnect: the session", function()
     end)
   end)
 
+  it("in RESP2 too: subscriptions tracked through read() confirmations, "
+     .. "the database of a pipeline's last SELECT", function()
+    run(function()
+      local c = assert(redis.connect(cfg_for(srv.port, {
+        reconnect = { base = 0.01, wait = 5 } })))
+      local log = record(c)
+      local res = c:pipeline({ { "SELECT", 7 }, { "SET", "rc:p", "1" },
+                               { "SELECT", 6 } })
+      assert.same({ { "OK" }, { "OK" }, { "OK" } }, res)
+      assert.equal(6, core.selected_db(c))
+      -- two names in one command: the second confirmation goes to read()
+      assert.truthy(c:cmd("SUBSCRIBE", "rc:x", "rc:y"))
+      assert.truthy(c:cmd("PSUBSCRIBE", "rc:q*"))
+      assert.same({ channels = { "rc:x", "rc:y" }, patterns = { "rc:q*" },
+                    shard_channels = {} }, core.subscriptions(c))
+      assert.equal("subscribe", c:read().value[1])
+      local admin = assert(redis.connect(cfg_for(srv.port)))
+      local id
+      for line in admin:cmd("CLIENT", "LIST"):gmatch("[^\n]+") do
+        if line:find("psub=1", 1, true) then id = line:match("^id=(%d+)") end
+      end
+      assert.equal(1, admin:cmd("CLIENT", "KILL", "ID", id))
+      assert.truthy(eventually(function() return count(log, "reconnect") == 1
+      end))
+      assert.equal(1, admin:cmd("PUBLISH", "rc:y", "hello"))
+      assert.equal(1, admin:cmd("PUBLISH", "rc:qq", "world"))
+      assert.same({ "message", "rc:y", "hello" }, c:read().value)
+      assert.same({ "pmessage", "rc:q*", "rc:qq", "world" }, c:read().value)
+      -- unsubscribing from everything: one confirmation per name
+      assert.truthy(c:cmd("UNSUBSCRIBE"))
+      assert.truthy(c:cmd("PUNSUBSCRIBE"))
+      lev.sleep(0.05)
+      assert.same({ channels = {}, patterns = {}, shard_channels = {} },
+                  core.subscriptions(c))
+      id = nil
+      for line in admin:cmd("CLIENT", "LIST"):gmatch("[^\n]+") do
+        if line:find(" db=6 ", 1, true) then id = line:match("^id=(%d+)") end
+      end
+      assert.truthy(id, "the reconnected client is not on db 6")
+      admin:close()
+      c:close()
+    end)
+  end)
+
   it("reconnects after CLIENT KILL from a second connection", function()
     run(function()
       local c = assert(redis.connect(cfg_for(srv.port, {
@@ -476,6 +520,25 @@ describe("reconnect: stopping", function()
       assert.equal("closed", log[#log][2])
       assert.same({ nil, "closed", "closed" }, { c:cmd("PING") })
       p:close()
+    end)
+  end)
+
+  it("stops when a <close> variable goes out of scope while reconnecting",
+     function()
+    run(function()
+      local log
+      do
+        local c <close> = assert(redis.connect(cfg_for(srv.port, {
+          reconnect = { strategy = "fixed", delay = 0.02 } })))
+        log = record(c)
+        srv:kill()
+        assert.truthy(eventually(function() return #delays(log) >= 1 end))
+      end
+      assert.truthy(eventually(function() return count(log, "end") == 1 end))
+      srv:restart()
+      lev.sleep(0.1)
+      assert.equal(0, count(log, "reconnect")) -- it did not come back
+      assert.equal(1, count(log, "end"))
     end)
   end)
 

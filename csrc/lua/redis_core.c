@@ -1295,9 +1295,10 @@ static int l_attach(lua_State *L) {
 
 /* ---- subscriber: core.sub_mode, core.sub_next, core.sub_hold ---------- */
 
-/* What reached the fresh connection of a reconnect between its
- * resubscription and the attach (in read()'s tagged form) is appended to
- * the subscriber's queue as messages, so none is lost on the way. */
+/* What reached the fresh connection of a reconnect before the attach (as
+ * message tables when subscriber.lua's restore hook made it a
+ * subscriber's, else in read()'s tagged form) is appended to the
+ * subscriber's queue as messages, so none is lost on the way. */
 static void sub_adopt(lclient *dst, lclient *src) {
   static const char *const fields3[] = { "kind", "channel", "payload" };
   static const char *const fields4[] = { "kind", "pattern", "channel",
@@ -1315,6 +1316,12 @@ static void sub_adopt(lclient *dst, lclient *src) {
     lua_Integer i, n;
     const char *kind;
     lua_rawgeti(L, from, ++src->qhead);
+    if (lua_getfield(L, -1, "kind") != LUA_TNIL) { /* a message already */
+      lua_pop(L, 1);
+      lua_rawseti(L, q, ++dst->qtail);
+      continue;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, -1, "value");
     n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
     lua_rawgeti(L, -1, 1);

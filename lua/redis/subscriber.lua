@@ -67,7 +67,7 @@ function M.new(conf)
   core.ready(c, "", cfg)
   core.sub_mode(c, mq)
   c.protocol = proto
-  if cfg.reconnect then reconnect.manage(c, cfg) end
+  if cfg.reconnect then reconnect.manage(c, cfg, { restore = M.restore }) end
   return setmetatable({ cfg = cfg, protocol = proto, _c = c }, Sub)
 end
 
@@ -97,6 +97,26 @@ local function send(c, name, n, ...)
   sub_hold(c, false)
   if not ok then error(r, 0) end
   if r == nil then return nil, err, cat end
+  return true
+end
+
+-- reconnect's restore hook: the fresh connection becomes a subscriber's
+-- before anything else, so that messages arriving while it resubscribes
+-- are message tables (moved to the subscriber's queue when it is
+-- attached) and reading never pauses under the confirmations; one command
+-- per kind, then one PING.
+function M.restore(fresh, c)
+  core.sub_mode(fresh, c.cfg.max_queue)
+  local subs = core.subscriptions(c)
+  for _, k in ipairs({ { "SUBSCRIBE", subs.channels },
+                       { "PSUBSCRIBE", subs.patterns },
+                       { "SSUBSCRIBE", subs.shard_channels } }) do
+    local names = k[2]
+    if #names > 0 then
+      local ok, err, cat = send(fresh, k[1], #names, table.unpack(names))
+      if not ok then return nil, err, cat end
+    end
+  end
   return true
 end
 

@@ -59,6 +59,18 @@ local function publish_seq(c, ch, n, pad)
   end
 end
 
+-- CLIENT KILL of the connections named name; how many there were.
+local function kill_named(admin, name)
+  local n = 0
+  for id, cname in assert(admin:cmd("CLIENT", "LIST")):gmatch(
+      "id=(%d+) .- name=(%S*)") do
+    if cname == name then
+      n = n + assert(admin:cmd("CLIENT", "KILL", "ID", id))
+    end
+  end
+  return n
+end
+
 local function rss_kb()
   local f = assert(io.open("/proc/self/status"))
   local s = f:read("a")
@@ -313,8 +325,7 @@ describe("subscriber: reconnect", function()
       publish_all_kinds(admin, "before")
       receive_all_kinds(s, "before")
       local before = s:subscriptions()
-      assert.equal(1, admin:cmd("CLIENT", "KILL", "TYPE", "pubsub",
-                                "SKIPME", "yes"))
+      assert.equal(1, kill_named(admin, "sub-kill"))
       assert.truthy(eventually(function() return count(log, "reconnect") == 1 end))
       assert.equal("ready", s:status())
       local d = find(log, "disconnect")
@@ -364,6 +375,62 @@ describe("subscriber: reconnect", function()
       assert.truthy(count(log, "reconnecting") >= 1)
       assert.equal("eof", find(log, "disconnect")[3])
       s:close()
+      admin:close()
+    end)
+  end)
+
+  it("under a steady flood across CLIENT KILL: messages stay in order, "
+     .. "the ones published after the reconnect all arrive", function()
+    run(function()
+      local admin = assert(redis.connect(cfg()))
+      local pubc = assert(redis.connect(cfg()))
+      local s = assert(redis.subscriber(cfg{
+        reconnect = { base = 0.01, max = 0.05 } }))
+      local log = record(s)
+      assert(s:subscribe("flood", "flood2"))
+      local last_sent, after_from
+      local pub = lev.spawn(function()
+        local i, extra = 0, 0
+        while extra < 2000 do
+          local batch = {}
+          for _ = 1, 100 do
+            i = i + 1
+            batch[#batch + 1] = { "PUBLISH", "flood", tostring(i) }
+          end
+          assert(pubc:pipeline(batch))
+          if count(log, "reconnect") == 1 then
+            after_from = after_from or i + 1
+            extra = extra + 100
+          end
+          lev.sleep(0)
+        end
+        last_sent = i
+        assert(pubc:cmd("PUBLISH", "flood", "end"))
+      end)
+      lev.spawn(function()
+        lev.sleep(0.05)
+        admin:cmd("CLIENT", "KILL", "TYPE", "pubsub", "SKIPME", "yes")
+      end)
+      local prev, got, seen = 0, 0, {}
+      while true do
+        local m = assert(s:next(10))
+        if m.payload == "end" then break end
+        local v = tonumber(m.payload)
+        assert.truthy(v > prev, "out of order: " .. v .. " after " .. prev)
+        prev = v
+        got = got + 1
+        seen[v] = true
+      end
+      assert(pub:join())
+      print(string.format("\n    flood across a kill: %d of %d received; "
+        .. "every one from #%d (after the reconnect) on", got, last_sent,
+        after_from))
+      for v = after_from, last_sent do
+        assert.truthy(seen[v], "lost #" .. v .. ", published after the "
+          .. "reconnect")
+      end
+      s:close()
+      pubc:close()
       admin:close()
     end)
   end)
@@ -525,8 +592,7 @@ describe("subscriber: pooling", function()
                                        reconnect = { base = 0.01 } }))
       local log = record(s)
       assert(s:subscribe("y"))
-      assert.equal(1, admin:cmd("CLIENT", "KILL", "TYPE", "pubsub",
-                                "SKIPME", "yes"))
+      assert.equal(1, kill_named(admin, "sub-pool"))
       assert.truthy(eventually(function() return count(log, "reconnect") == 1 end))
       s:close()
       assert.equal(0, redis.pool_size(c))

@@ -131,6 +131,11 @@ local function cycle(c, st)
     end
     if fresh then
       local ok, err = st.restore(fresh, c)
+      if ok and not core.is_open(fresh) then
+        -- It failed after its last reply (the loop saw the end of the
+        -- stream meanwhile): that attempt failed too.
+        ok, err = nil, "connection lost before it was ready"
+      end
       if ok and not stopped(c, st) then
         -- Pooled (on close) under the key of the database it is on.
         core.ready(fresh, config.pool_key(cfg, proto ~= cfg.protocol, db),

@@ -89,6 +89,9 @@ void conn_set_owner(conn *c, const conn_callbacks *cb, void *data) {
 }
 
 void *conn_data(const conn *c) { return c->data; }
+int conn_owned_by(const conn *c, const conn_callbacks *cb) {
+  return c->cb == cb;
+}
 const char *conn_error(const conn *c) { return c->errmsg; }
 int conn_errcode(const conn *c) { return c->errcode; }
 int conn_usable(const conn *c) {

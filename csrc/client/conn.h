@@ -118,6 +118,8 @@ int conn_open_fd(conn *c, uv_os_sock_t fd);
 
 void conn_set_owner(conn *c, const conn_callbacks *cb, void *data);
 void *conn_data(const conn *c);
+/* Are cb the callbacks installed? (Whose conn is it.) */
+int conn_owned_by(const conn *c, const conn_callbacks *cb);
 
 /* Where to encode the next command, or NULL when the conn takes no more
  * (broken or closing). Then conn_commit or conn_cancel. */

@@ -515,7 +515,9 @@ static void wake_pushwaiter(lclient *lc) {
   lc->rc->api->wake(t, 0); /* next_push's nothing: closed */
 }
 
-/* Pops the oldest queued push onto L (its value), or returns 0. */
+/* Pops the oldest queued push onto L, tagged as read() gives it
+ * ({ type = "push", value = ... }), or returns 0. Allocates nothing: it
+ * runs in a callback too. */
 static int pop_push(lclient *lc, lua_State *L) {
   if (lc->ptail <= lc->phead || !lua_checkstack(L, 3))
     return 0;
@@ -523,9 +525,7 @@ static int pop_push(lclient *lc, lua_State *L) {
   lua_rawgeti(L, -1, ++lc->phead);
   lua_pushnil(L);
   lua_rawseti(L, -3, lc->phead);
-  lua_getfield(L, -1, "value");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_replace(L, -2);
   if (lc->phead == lc->ptail)
     lc->phead = lc->ptail = 0;
   return 1;
@@ -1022,13 +1022,30 @@ static int classify(lclient *lc, const cmdinfo *ci, conn_cmd *cmd,
   return CLASS_OK;
 }
 
+#define ABANDONED "connection closed: a command pending on it was " \
+                  "abandoned (lev.timeout)"
+
 static void cancel_slot(lev_task *t, void *data) {
   conn *c = (conn *)data;
+  rctx *rc;
   /* The reply it waits for may never come (BLPOP q 0) and, if it comes,
    * must not go to a later command: the connection goes, as on the
-   * client's own timeout. */
-  conn_abandon(c, t, LEVR_ECLOSED, "connection closed: a command pending "
-               "on it was abandoned (lev.timeout)");
+   * client's own timeout (conn_abandon says when). A connect abandoned in
+   * its handshake (AUTH, SELECT: the client is not ready) is of no use to
+   * anyone: closed at once, not left to the collector. */
+  if (conn_owned_by(c, &callbacks)) {
+    lclient *lc = (lclient *)conn_data(c);
+    rc = lc->rc;
+    busy_enter(rc);
+    conn_abandon(c, t, LEVR_ECLOSED, ABANDONED);
+    if (!lc->ready && lc->c == c)
+      conn_fail(c, LEVR_ECLOSED, ABANDONED);
+  } else {
+    rc = (rctx *)conn_data(c);
+    busy_enter(rc);
+    conn_abandon(c, t, LEVR_ECLOSED, ABANDONED);
+  }
+  busy_exit(rc);
 }
 
 static const char *refusal(int class) {
@@ -2017,8 +2034,9 @@ static void cancel_nextpush(lev_task *t, void *data) {
     lc->pushwaiter = NULL;
 }
 
-/* core.next_push(client) -> push (an array), or nothing once the client
- * was closed. Parks until one arrives; one task at a time. */
+/* core.next_push(client) -> { type = "push", value = array }, or nothing
+ * once the client was closed. Parks until one arrives; one task at a
+ * time. */
 static int l_next_push(lua_State *L) {
   lclient *lc = check_client(L);
   rctx *rc = up_rctx(L);

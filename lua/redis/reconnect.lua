@@ -191,9 +191,9 @@ end
 local function dispatch(c, st)
   local inflight = {}
   while st.counts.push and st.counts.push > 0 do
-    local v = core.next_push(c)
-    if v == nil then break end -- the client was closed
-    for _, t in ipairs(emit(st, "push", v) or {}) do
+    local item = core.next_push(c)
+    if item == nil then break end -- the client was closed
+    for _, t in ipairs(emit(st, "push", item.value) or {}) do
       inflight[#inflight + 1] = t
     end
     if #inflight >= PUSH_INFLIGHT then

@@ -635,26 +635,34 @@ static void sub_build(lua_State *T, lclient *lc, const resp_reply *r,
   lua_remove(T, q);
 }
 
+/* sub_build under lua_pcall: (lc, r, kind, index) -> the message, or
+ * (index > 0) nothing, the message stored at queue[index]. */
 static int sub_build_fn(lua_State *T) {
   lclient *lc = (lclient *)lua_touserdata(T, 1);
   const resp_reply *r = (const resp_reply *)lua_touserdata(T, 2);
   const char *kind = (const char *)lua_touserdata(T, 3);
+  lua_Integer idx = lua_tointeger(T, 4);
   lua_settop(T, 0);
   sub_build(T, lc, r, kind);
-  return 1;
+  if (idx == 0)
+    return 1;
+  lua_rawgeti(T, LUA_REGISTRYINDEX, lc->queue_ref);
+  lua_insert(T, -2);
+  lua_rawseti(T, -2, idx);
+  return 0;
 }
 
 /* A reply for nobody on a subscriber: 1 when it was taken care of.
  * Messages go to the parked task or the queue; confirmations the server
  * sends by itself (unsubscribing a shard channel whose slot moved, say)
  * update the subscriptions; anything else is dropped, but for pushes
- * that push handlers take. A message of at most SMALL_REPLY bytes is
- * built directly (as core does for small replies); a larger one under
- * lua_pcall, and dropped if it cannot be (there is nobody to tell). */
+ * that push handlers take. The message is made under lua_pcall on rc->T
+ * (docs/CONVENTIONS.md), and dropped if it cannot be: there is nobody to
+ * tell. */
 static int sub_deliver(lclient *lc, conn *c, const resp_reply *r) {
   const char *kind = sub_kind(r);
   rctx *rc = lc->rc;
-  lua_State *T = rc->T;
+  lua_State *T = rc->T, *co = NULL;
   int base = lua_gettop(T);
   if (!kind) {
     int k = pubsub_kind(r);
@@ -663,33 +671,28 @@ static int sub_deliver(lclient *lc, conn *c, const resp_reply *r) {
     return k == PS_OTHER && lc->push_on && r->nodes->type == RESP_PUSH ? 0
                                                                        : 1;
   }
-  if ((size_t)(r->nodes[2].len + r->nodes[3].len +
-               (r->nodes->len == 4 ? r->nodes[4].len : 0)) <= SMALL_REPLY) {
-    sub_build(T, lc, r, kind);
-  } else {
-    lua_pushcfunction(T, sub_build_fn);
-    lua_pushlightuserdata(T, lc);
-    lua_pushlightuserdata(T, (void *)r);
-    lua_pushlightuserdata(T, (void *)kind);
-    if (lua_pcall(T, 3, 1, 0) != LUA_OK) {
-      lua_settop(T, base);
-      return 1;
-    }
-  }
   if (lc->reader) {
-    lev_task *t = lc->reader;
-    lua_State *co = rc->api->thread(t);
-    if (lua_checkstack(co, 1)) {
-      lc->reader = NULL;
-      lua_xmove(T, co, 1);
-      rc->api->wake(t, 1);
-      return 1;
-    }
+    co = rc->api->thread(lc->reader);
+    if (!lua_checkstack(co, 1))
+      co = NULL;
   }
-  lua_rawgeti(T, LUA_REGISTRYINDEX, lc->queue_ref);
-  lua_insert(T, -2);
-  lua_rawseti(T, -2, ++lc->qtail);
-  lua_settop(T, base);
+  lua_pushcfunction(T, sub_build_fn);
+  lua_pushlightuserdata(T, lc);
+  lua_pushlightuserdata(T, (void *)r);
+  lua_pushlightuserdata(T, (void *)kind);
+  lua_pushinteger(T, co ? 0 : lc->qtail + 1);
+  if (lua_pcall(T, 4, co ? 1 : 0, 0) != LUA_OK) {
+    lua_settop(T, base);
+    return 1;
+  }
+  if (co) {
+    lev_task *t = lc->reader;
+    lc->reader = NULL;
+    lua_xmove(T, co, 1);
+    rc->api->wake(t, 1);
+    return 1;
+  }
+  lc->qtail++;
   if (lc->qtail - lc->qhead >= lc->sub_max && !lc->sub_hold)
     conn_pause(c, 1);
   return 1;

@@ -63,6 +63,11 @@ function redis.connect(conf)
   return c
 end
 
+-- redis.subscriber(config) -> subscriber | nil, err (lua/redis/subscriber.lua)
+function redis.subscriber(conf)
+  return require("redis.subscriber").new(conf)
+end
+
 -- Idle pooled connections for a config (for tests and diagnostics).
 function redis.pool_size(conf)
   local cfg, err = config.normalize(conf)

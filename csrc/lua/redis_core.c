@@ -104,6 +104,10 @@ struct lclient {
   lev_task *pushwaiter;    /* task waiting in core.next_push */
   int push_ref;            /* pushes not yet taken: registry table */
   lua_Integer phead, ptail;
+  /* redis.subscriber (lua/redis/subscriber.lua; core.sub_*): messages go
+   * to the read() queue as message tables, bounded by sub_max. */
+  lua_Integer sub_max;     /* 0: not a subscriber */
+  int sub_hold;            /* subscribe commands in flight: keep reading */
 };
 
 static const conn_callbacks callbacks, orphan_callbacks;
@@ -551,11 +555,157 @@ static void deliver_push(lclient *lc, conn *c, const resp_reply *r) {
     conn_pause(c, 1);
 }
 
+/* ---- subscriber: the per-message path (core.sub_*) -------------------
+ * A subscriber's messages skip read()'s tagged form: each becomes one
+ * table { kind, channel, pattern (pmessage), payload } as it is parsed,
+ * queued in the read() queue (or handed to the task parked in
+ * core.sub_next). Reading pauses at sub_max queued messages, except while
+ * a subscribe command waits for its confirmation (sub_hold): that
+ * confirmation is behind the messages Redis has already queued, which
+ * Redis itself bounds (client-output-buffer-limit pubsub). */
+
+static int sub_str(const resp_node *n) {
+  return n->type == RESP_BULK || n->type == RESP_SIMPLE;
+}
+
+/* What a reply is to a subscriber: a message of three elements
+ * ("message", "smessage"), one of four ("pmessage"), or NULL: anything
+ * else, for pubsub_kind to sort out. Redis writes the kinds in lower
+ * case; exact compares keep this cheap. */
+static const char *sub_kind(const resp_reply *r) {
+  const resp_node *n = r->nodes;
+  const char *p;
+  if ((n->type != RESP_ARRAY && n->type != RESP_PUSH) || n->len < 3 ||
+      n->len > 4 || !sub_str(&n[1]) || !sub_str(&n[2]) || !sub_str(&n[3]) ||
+      (n->len == 4 && !sub_str(&n[4])))
+    return NULL;
+  p = r->base + n[1].off;
+  if (n->len == 3 && n[1].len == 7 && memcmp(p, "message", 7) == 0)
+    return "message";
+  if (n->len == 3 && n[1].len == 8 && memcmp(p, "smessage", 8) == 0)
+    return "smessage";
+  if (n->len == 4 && n[1].len == 8 && memcmp(p, "pmessage", 8) == 0)
+    return "pmessage";
+  return NULL;
+}
+
+/* Pushes a channel name. The queue table (at q) keeps the last one at
+ * index 0: a subscriber mostly hears a few channels, and reusing the
+ * string skips hashing and interning it per message. */
+static void sub_push_channel(lua_State *T, int q, const char *p, size_t n) {
+  size_t k;
+  const char *s;
+  if (lua_rawgeti(T, q, 0) == LUA_TSTRING) {
+    s = lua_tolstring(T, -1, &k);
+    if (k == n && memcmp(s, p, n) == 0)
+      return;
+  }
+  lua_pop(T, 1);
+  lua_pushlstring(T, p, n);
+  if (n <= 64) {
+    lua_pushvalue(T, -1);
+    lua_rawseti(T, q, 0);
+  }
+}
+
+/* The message table for kind (sub_kind's) on top of T; the read() queue
+ * is made if there is none. */
+static void sub_build(lua_State *T, lclient *lc, const resp_reply *r,
+                      const char *kind) {
+  const resp_node *n = r->nodes;
+  int q;
+  if (lc->queue_ref == LUA_NOREF) {
+    lua_newtable(T);
+    lc->queue_ref = luaL_ref(T, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(T, LUA_REGISTRYINDEX, lc->queue_ref);
+  q = lua_gettop(T);
+  lua_createtable(T, 0, 4);
+  lua_pushstring(T, kind); /* a literal: Lua's string cache finds it */
+  lua_setfield(T, -2, "kind");
+  if (n->len == 4) {
+    lua_pushlstring(T, r->base + n[2].off, (size_t)n[2].len);
+    lua_setfield(T, -2, "pattern");
+    n++;
+  }
+  sub_push_channel(T, q, r->base + n[2].off, (size_t)n[2].len);
+  lua_setfield(T, -2, "channel");
+  lua_pushlstring(T, r->base + n[3].off, (size_t)n[3].len);
+  lua_setfield(T, -2, "payload");
+  lua_remove(T, q);
+}
+
+/* sub_build under lua_pcall: (lc, r, kind, index) -> the message, or
+ * (index > 0) nothing, the message stored at queue[index]. */
+static int sub_build_fn(lua_State *T) {
+  lclient *lc = (lclient *)lua_touserdata(T, 1);
+  const resp_reply *r = (const resp_reply *)lua_touserdata(T, 2);
+  const char *kind = (const char *)lua_touserdata(T, 3);
+  lua_Integer idx = lua_tointeger(T, 4);
+  lua_settop(T, 0);
+  sub_build(T, lc, r, kind);
+  if (idx == 0)
+    return 1;
+  lua_rawgeti(T, LUA_REGISTRYINDEX, lc->queue_ref);
+  lua_insert(T, -2);
+  lua_rawseti(T, -2, idx);
+  return 0;
+}
+
+/* A reply for nobody on a subscriber: 1 when it was taken care of.
+ * Messages go to the parked task or the queue; confirmations the server
+ * sends by itself (unsubscribing a shard channel whose slot moved, say)
+ * update the subscriptions; anything else is dropped, but for pushes
+ * that push handlers take. The message is made under lua_pcall on rc->T
+ * (docs/CONVENTIONS.md), and dropped if it cannot be: there is nobody to
+ * tell. */
+static int sub_deliver(lclient *lc, conn *c, const resp_reply *r) {
+  const char *kind = sub_kind(r);
+  rctx *rc = lc->rc;
+  lua_State *T = rc->T, *co = NULL;
+  int base = lua_gettop(T);
+  if (!kind) {
+    int k = pubsub_kind(r);
+    if (k == PS_CONFIRM)
+      track_subscription(lc, r);
+    return k == PS_OTHER && lc->push_on && r->nodes->type == RESP_PUSH ? 0
+                                                                       : 1;
+  }
+  if (lc->reader) {
+    co = rc->api->thread(lc->reader);
+    if (!lua_checkstack(co, 1))
+      co = NULL;
+  }
+  lua_pushcfunction(T, sub_build_fn);
+  lua_pushlightuserdata(T, lc);
+  lua_pushlightuserdata(T, (void *)r);
+  lua_pushlightuserdata(T, (void *)kind);
+  lua_pushinteger(T, co ? 0 : lc->qtail + 1);
+  if (lua_pcall(T, 4, co ? 1 : 0, 0) != LUA_OK) {
+    lua_settop(T, base);
+    return 1;
+  }
+  if (co) {
+    lev_task *t = lc->reader;
+    lc->reader = NULL;
+    lua_xmove(T, co, 1);
+    rc->api->wake(t, 1);
+    return 1;
+  }
+  lc->qtail++;
+  if (lc->qtail - lc->qhead >= lc->sub_max && !lc->sub_hold)
+    conn_pause(c, 1);
+  return 1;
+}
+
 /* A reply nobody asked for: to the reader, or to the read() queue. */
 static void unsolicited(lclient *lc, conn *c, const resp_reply *r) {
   rctx *rc = lc->rc;
   char text[200];
-  int n, err, kind = pubsub_kind(r);
+  int n, err, kind;
+  if (lc->sub_max && sub_deliver(lc, c, r))
+    return;
+  kind = pubsub_kind(r);
   if (kind == PS_CONFIRM) {
     track_subscription(lc, r);
   } else if (kind == PS_OTHER && lc->push_on &&
@@ -1510,6 +1660,8 @@ static int methods_index(lua_State *L) {
 
 /* ---- seams for Lua modules (reconnect) -------------------------------- */
 
+static void sub_adopt(lua_State *L, lclient *dst, lclient *src);
+
 /* core.attach(client, fresh): client takes over fresh's connection (with
  * its pool key and handshake state); fresh is left without one. A
  * connection client still had is closed first, failing what is pending
@@ -1543,7 +1695,219 @@ static int l_attach(lua_State *L) {
   src->key = NULL;
   src->keylen = 0;
   busy_exit(rc);
+  sub_adopt(L, dst, src);
   return 0;
+}
+
+/* ---- subscriber: core.sub_mode, core.sub_next, core.sub_hold ---------- */
+
+/* What reached the fresh connection of a reconnect before the attach (as
+ * message tables when subscriber.lua's restore hook made it a
+ * subscriber's, else in read()'s tagged form) is appended to the
+ * subscriber's queue as messages, so none is lost on the way. */
+static void sub_adopt(lua_State *L, lclient *dst, lclient *src) {
+  static const char *const fields3[] = { "kind", "channel", "payload" };
+  static const char *const fields4[] = { "kind", "pattern", "channel",
+                                         "payload" };
+  int q, from;
+  if (!dst->sub_max || src->qtail <= src->qhead)
+    return;
+  if (dst->queue_ref == LUA_NOREF) {
+    lua_newtable(L);
+    dst->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, dst->queue_ref);
+  q = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, src->queue_ref);
+  from = lua_gettop(L);
+  while (src->qtail > src->qhead) {
+    const char *const *f;
+    lua_Integer i, n;
+    const char *kind;
+    lua_rawgeti(L, from, ++src->qhead);
+    if (lua_getfield(L, -1, "kind") != LUA_TNIL) { /* a message already */
+      lua_pop(L, 1);
+      lua_rawseti(L, q, ++dst->qtail);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "value");
+    n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+    lua_rawgeti(L, -1, 1);
+    kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    f = n == 3 && kind && (strcmp(kind, "message") == 0 ||
+                           strcmp(kind, "smessage") == 0) ? fields3
+        : n == 4 && kind && strcmp(kind, "pmessage") == 0 ? fields4 : NULL;
+    if (f) {
+      lua_createtable(L, 0, 4);
+      for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, i + 1);
+        lua_setfield(L, -2, f[i]);
+      }
+      lua_rawseti(L, q, ++dst->qtail);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 2);
+  queue_release(src);
+}
+
+/* core.sub_mode(client, max_queue): the client is a subscriber's. */
+static int l_sub_mode(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, max >= 1, 2, "max_queue must be >= 1");
+  if (lc)
+    lc->sub_max = max;
+  return 0;
+}
+
+/* Reading again; what is buffered may be delivered at once (busy: the
+ * callbacks run from here). */
+static void sub_resume(lclient *lc) {
+  if (lc->c && conn_paused(lc->c)) {
+    busy_enter(lc->rc);
+    conn_pause(lc->c, 0);
+    busy_exit(lc->rc);
+  }
+}
+
+/* core.sub_hold(client, on): a subscribe command is (on) or is no longer
+ * in flight; counted, for commands of many tasks. */
+static int l_sub_hold(lua_State *L) {
+  lclient *lc = check_client(L);
+  if (!lc)
+    return 0;
+  if (lua_toboolean(L, 2)) {
+    lc->sub_hold++;
+    sub_resume(lc);
+  } else if (lc->sub_hold > 0 && --lc->sub_hold == 0 && lc->c &&
+             lc->qtail - lc->qhead >= lc->sub_max) {
+    conn_pause(lc->c, 1);
+  }
+  return 0;
+}
+
+static void cancel_subnext(lev_task *t, void *data) {
+  lclient *lc = (lclient *)data;
+  if (lc->reader == t)
+    lc->reader = NULL;
+}
+
+/* Pops the oldest queued message onto L's stack: 1, or 0 if none. */
+static int sub_pop(lua_State *L, lclient *lc) {
+  if (!lc || lc->qtail <= lc->qhead)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lc->queue_ref);
+  lua_rawgeti(L, -1, ++lc->qhead);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, lc->qhead);
+  lua_remove(L, -2);
+  if (lc->qhead == lc->qtail)
+    lc->qhead = lc->qtail = 0;
+  /* Resume at half the bound: one pause per max_queue / 2 messages, not
+   * one per message. */
+  if (lc->qtail - lc->qhead <= lc->sub_max / 2)
+    sub_resume(lc);
+  return 1;
+}
+
+/* Parks t until a message comes (sub_deliver) or the connection ends
+ * (wake_reader: nil, text, category). */
+static void sub_park(lua_State *L, rctx *rc, lclient *lc, lev_task *t) {
+  if (lc->reader)
+    luaL_error(L, "redis: subscriber next: another task is already "
+               "reading");
+  sub_resume(lc); /* e.g. a queue adopted full at a reconnect */
+  lc->reader = t;
+  rc->api->park(t, cancel_subnext, lc);
+}
+
+/* core.sub_next(client, nowait) -> message | false (nothing queued; with
+ * nowait) | nil, text, category (no usable connection: why the last one
+ * ended). Without nowait it parks until a message comes. */
+static int l_sub_next(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  lev_task *t;
+  if (sub_pop(L, lc))
+    return 1;
+  if (!lc || !lc->c || !conn_usable(lc->c)) {
+    /* why the connection failed (it may still be closing), or why the
+     * last one ended */
+    lua_pushnil(L);
+    if (lc && lc->c && conn_error(lc->c)[0]) {
+      lua_pushstring(L, conn_error(lc->c));
+      lua_pushstring(L, levr_category(conn_errcode(lc->c)));
+    } else {
+      lua_pushstring(L, lc && lc->lasterr[0] ? lc->lasterr : "closed");
+      lua_pushstring(L, lc && lc->lastcat ? lc->lastcat : "closed");
+    }
+    return 3;
+  }
+  if (lua_toboolean(L, 2)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  t = rc->api->check(rc->lctx, L, "redis: subscriber next");
+  sub_park(L, rc, lc, t);
+  return lua_yield(L, 0);
+}
+
+/* sub:next(timeout), the method: a queued message at once, or (no
+ * timeout) a wait in C; everything else (a timeout, no connection, a
+ * failure while waiting) goes to the Lua part, upvalue 3, as
+ * slow(sub, timeout), which may park (hence lua_callk). Stack: 1 sub,
+ * 2 timeout, 3 sub._c. */
+static int sub_method_slow_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L);
+}
+
+static int sub_method_slow(lua_State *L) {
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_insert(L, 1);
+  lua_callk(L, 2, LUA_MULTRET, 0, sub_method_slow_k);
+  return lua_gettop(L);
+}
+
+static int sub_method_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  if (lua_gettop(L) == 4 && lua_istable(L, 4))
+    return 1; /* the message sub_deliver handed over */
+  return sub_method_slow(L);
+}
+
+static int sub_method_next(lua_State *L) {
+  rctx *rc = up_rctx(L);
+  lclient *lc;
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushliteral(L, "_c");
+  lua_rawget(L, 1);
+  lc = check_client_at(L, 3);
+  if (sub_pop(L, lc))
+    return 1;
+  if (lua_isnil(L, 2) && lc && lc->c && !!conn_usable(lc->c) && !lc->reader) {
+    lev_task *t = rc->api->check(rc->lctx, L, "redis: subscriber next");
+    sub_park(L, rc, lc, t);
+    return lua_yieldk(L, 0, 0, sub_method_k);
+  }
+  return sub_method_slow(L);
+}
+
+/* core.sub_method(slow) -> the next method (sub_method_next). */
+static int l_sub_method(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, sub_method_next, 3);
+  return 1;
 }
 
 static void cancel_waitclosed(lev_task *t, void *data) {
@@ -1827,6 +2191,8 @@ static const luaL_Reg core_funcs[] = {
   {"is_open", l_is_open}, {"is_closed", l_is_closed},
   {"selected_db", l_selected_db}, {"subscriptions", l_subscriptions},
   {"set_push", l_set_push}, {"next_push", l_next_push},
+  {"sub_mode", l_sub_mode}, {"sub_next", l_sub_next},
+  {"sub_hold", l_sub_hold}, {"sub_method", l_sub_method},
   {NULL, NULL}
 };
 

@@ -9,6 +9,8 @@
 
 local core = require("redis.core")
 local config = require("redis.config")
+local handshake = require("redis.handshake")
+local reconnect = require("redis.reconnect")
 
 local redis = {
   VERSION = core.version,
@@ -19,49 +21,45 @@ local redis = {
 -- Idle connections younger than this are reused without a PING.
 local FRESH_SECONDS = 5
 
-local function handshake(c, cfg)
-  if cfg.auth then
-    local ok, err, cat = c:cmd("AUTH", cfg.auth.user, cfg.auth.pass)
-    if not ok then return nil, err, cat end
+-- Takes a usable idle connection of this key from the pool, or nil.
+local function take(key, cfg)
+  while true do
+    local c, idle = core.take(key)
+    if not c then return nil end
+    core.ready(c, key, cfg) -- applies this caller's timeout to the check
+    if idle < FRESH_SECONDS or c:cmd("PING") == "PONG" then return c end
+    c:close(true)
   end
-  if cfg.db ~= 0 then
-    local ok, err, cat = c:cmd("SELECT", cfg.db)
-    if not ok then return nil, err, cat end
+end
+
+-- The client for cfg: from the pool, or a new connection; protocol says
+-- which protocol it speaks.
+local function open(cfg)
+  local key = config.pool_key(cfg)
+  local c = take(key, cfg)
+  if c then return c, cfg.protocol end
+  if cfg.protocol == 3 then
+    -- A protocol 3 connection that fell back to RESP2 (see below).
+    c = take(config.pool_key(cfg, true), cfg)
+    if c then return c, 2 end
   end
-  if cfg.ssl and not cfg.auth and cfg.db == 0 then
-    -- TLS 1.3 servers reject a missing client certificate only after the
-    -- client's side of the handshake is done: one round trip makes such a
-    -- failure a failed connect rather than a failed first command.
-    local ok, err, cat = c:cmd("PING")
-    if not ok and cat ~= "redis" then return nil, err, cat end
-  end
-  return true
+  local proto, cat
+  c, proto, cat = handshake.open(cfg)
+  if not c then return nil, proto, cat end
+  -- A connection that fell back to RESP2 is pooled apart, so that whoever
+  -- takes it knows which protocol it speaks.
+  core.ready(c, proto == cfg.protocol and key
+                or config.pool_key(cfg, true), cfg)
+  return c, proto
 end
 
 function redis.connect(conf)
   local cfg, err = config.normalize(conf)
   if not cfg then return nil, err, "config" end
-  local key = config.pool_key(cfg)
-  while true do
-    local c, idle = core.take(key)
-    if not c then break end
-    if idle < FRESH_SECONDS then
-      core.ready(c, key, cfg)
-      return c
-    end
-    core.ready(c, key, cfg) -- applies this caller's timeout to the check
-    if c:cmd("PING") == "PONG" then return c end
-    c:close(true)
-  end
-  local c, cerr, cat = core.connect(cfg.host, cfg.port, cfg.timeout,
-                                    cfg.ssl or nil)
-  if not c then return nil, cerr, cat end
-  local ok, herr, hcat = handshake(c, cfg)
-  if not ok then
-    c:close(true)
-    return nil, herr, hcat
-  end
-  core.ready(c, key, cfg)
+  local c, proto, cat = open(cfg)
+  if not c then return nil, proto, cat end
+  c.protocol = proto
+  if cfg.reconnect then reconnect.manage(c, cfg) end
   return c
 end
 
@@ -71,5 +69,8 @@ function redis.pool_size(conf)
   if not cfg then return nil, err end
   return core.pool_count(config.pool_key(cfg))
 end
+
+-- scan iterators, transaction, redis.script, redis.map (redis.helpers)
+require("redis.helpers").install(redis, core.methods)
 
 return redis

@@ -106,7 +106,7 @@ fi
 run_busted "specs unit" "LEVR_BUILD=$BUILD" -- spec/unit
 run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- spec/integration
 # The soak's counts (ops, faults injected, failures reported, mismatches).
-grep -A5 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
+grep -A6 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
 run_busted "specs unit (asan+ubsan)" "${ASAN_ENV[@]}" -- spec/unit
 run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- spec/integration
 
@@ -141,12 +141,13 @@ fi
 kill "$mock_pid" 2>/dev/null; wait "$mock_pid" 2>/dev/null
 count "examples" "$ex_ok" "$ex_fail"
 
-# 5. The rock: installed into a fresh tree, then used by a plain lua5.4.
+# 5. The rock: `luarocks make` into a fresh tree, and `make pack` with the
+# .src.rock installed offline into another; each then used by a plain lua5.4.
 if [ -f tools/test-rock.sh ]; then
   if tools/test-rock.sh "$WORK/rocks" >"$WORK/rock.log" 2>&1; then
-    count "rock install" 1 0
+    count "rock install (make, pack)" 2 0
   else
-    cat "$WORK/rock.log"; count "rock install" 0 1
+    cat "$WORK/rock.log"; count "rock install (make, pack)" 0 1
   fi
 fi
 

@@ -1,13 +1,12 @@
 /* conn: a Redis session over a stream. See conn.h. */
 #include "conn.h"
 
-#include <ctype.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
+#include "cmdinfo.h"
 
 /* Output buffers larger than this are released after use, so one huge
  * pipeline does not pin its memory for the connection's life. */
@@ -15,9 +14,50 @@
 #define IN_KEEP (256 * 1024)
 #define READ_HINT 16384
 
-static void conn_arm_timer(conn *c);
+enum conn_flags {
+  CONN_CONNECTED = 1 << 0,
+  CONN_BROKEN = 1 << 1,     /* failed: never pooled, commands refused */
+  CONN_CLOSING = 1 << 2,
+  CONN_DIRTY = 1 << 3,      /* session state changed for good */
+  CONN_MULTI = 1 << 4,      /* the server accepted MULTI */
+  CONN_WATCH = 1 << 5,
+  CONN_SUBSCRIBED = 1 << 6, /* the server confirmed a subscription */
+  CONN_PAUSED = 1 << 8,     /* reading paused: read() queue is full */
+  /* Pub/sub bookkeeping from the server's confirmations (route): RESP3
+   * pushes seen (then only pushes are out of band), channels or patterns
+   * subscribed, shard channels subscribed. */
+  CONN_PUSHES = 1 << 9,
+  CONN_SUB_CHANNELS = 1 << 10,
+  CONN_SUB_SHARDS = 1 << 11,
+  CONN_WAITING = 1 << 12    /* a read wait is timed (conn_read_wait) */
+};
 
-void conn_arm(conn *c) { conn_arm_timer(c); }
+struct conn {
+  stream s;
+  uv_timer_t timer;
+  uv_loop_t *loop;
+  const conn_callbacks *cb;
+  void *data;
+  int flags;
+  int closes_pending;
+  double timeout;          /* seconds; 0: none */
+  size_t max_pending;      /* slots */
+  resp_reader rd;
+  buf out[2];
+  int out_cur;             /* out[out_cur] collects; the other may be in
+                              flight */
+  size_t mark;             /* out[out_cur].len at conn_begin */
+  conn_slot *slots;        /* a ring: head, count, cap */
+  size_t head, count, cap;
+  uint32_t sub_extra;      /* confirmations owed to read() */
+  uint64_t head_due;       /* loop ms when the head's wait ends; 0: none */
+  uint64_t wait_due;       /* the same for a read wait */
+  int errcode;             /* the err.h code that broke it, or 0 */
+  char errmsg[256];
+};
+
+static void schedule(conn *c);
+static void arm_head(conn *c);
 
 conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
                const resp_limits *lim) {
@@ -43,8 +83,29 @@ conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
   return c;
 }
 
-const char *conn_error(const conn *c) { return c->errmsg; }
+void conn_set_owner(conn *c, const conn_callbacks *cb, void *data) {
+  c->cb = cb;
+  c->data = data;
+}
 
+void *conn_data(const conn *c) { return c->data; }
+const char *conn_error(const conn *c) { return c->errmsg; }
+int conn_errcode(const conn *c) { return c->errcode; }
+int conn_usable(const conn *c) {
+  return !(c->flags & (CONN_BROKEN | CONN_CLOSING));
+}
+size_t conn_pending(const conn *c) { return c->count; }
+int conn_paused(const conn *c) { return (c->flags & CONN_PAUSED) != 0; }
+void conn_set_timeout(conn *c, double secs) {
+  c->timeout = secs;
+  if (secs <= 0)
+    c->head_due = 0;
+  if (c->count)
+    arm_head(c); /* the head's wait starts again under the new limit */
+  else
+    schedule(c);
+}
+void conn_set_max_pending(conn *c, size_t n) { c->max_pending = n; }
 void conn_set_max_reply(conn *c, size_t bytes) {
   c->rd.lim.max_reply = bytes;
 }
@@ -63,31 +124,6 @@ int conn_idle_usable(conn *c) {
 
 /* ---- slots ------------------------------------------------------------ */
 
-buf *conn_outbuf(conn *c) { return &c->out[c->out_cur]; }
-
-conn_slot *conn_push_slot(conn *c) {
-  conn_slot *s;
-  if (c->flags & (CONN_BROKEN | CONN_CLOSING) || c->count >= c->max_pending)
-    return NULL;
-  if (c->count == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 16, i;
-    conn_slot *ns = (conn_slot *)malloc(cap * sizeof(*ns));
-    if (!ns)
-      return NULL;
-    for (i = 0; i < c->count; i++)
-      ns[i] = c->slots[(c->head + i) % c->cap];
-    free(c->slots);
-    c->slots = ns;
-    c->cap = cap;
-    c->head = 0;
-  }
-  s = &c->slots[(c->head + c->count) % c->cap];
-  memset(s, 0, sizeof(*s));
-  s->remaining = 1;
-  c->count++;
-  return s;
-}
-
 static conn_slot *slot_head(conn *c) {
   return c->count ? &c->slots[c->head] : NULL;
 }
@@ -97,22 +133,88 @@ static void slot_pop(conn *c) {
   c->count--;
 }
 
-void conn_abandon(conn *c, void *waiter) {
+buf *conn_begin(conn *c) {
+  if (c->flags & (CONN_BROKEN | CONN_CLOSING))
+    return NULL;
+  c->mark = c->out[c->out_cur].len;
+  return &c->out[c->out_cur];
+}
+
+void conn_cancel(conn *c) { c->out[c->out_cur].len = c->mark; }
+
+static int grow(conn *c) {
+  size_t cap = c->cap ? c->cap * 2 : 16, i;
+  conn_slot *ns = (conn_slot *)malloc(cap * sizeof(*ns));
+  if (!ns)
+    return LEVR_ENOMEM;
+  for (i = 0; i < c->count; i++)
+    ns[i] = c->slots[(c->head + i) % c->cap];
+  free(c->slots);
+  c->slots = ns;
+  c->cap = cap;
+  c->head = 0;
+  return 0;
+}
+
+int conn_commit(conn *c, const conn_cmd *cmd) {
+  conn_slot *s;
+  int err = 0;
+  if (c->flags & (CONN_BROKEN | CONN_CLOSING))
+    err = LEVR_ECLOSED;
+  else if (c->count >= c->max_pending)
+    err = LEVR_ELIMIT;
+  else if (c->count == c->cap)
+    err = grow(c);
+  if (err) {
+    conn_cancel(c);
+    free(cmd->effects);
+    return err;
+  }
+  s = &c->slots[(c->head + c->count) % c->cap];
+  s->waiter = cmd->waiter;
+  s->aux = cmd->aux;
+  s->remaining = cmd->replies ? cmd->replies : 1;
+  s->received = 0;
+  s->kind = cmd->kind;
+  s->subscribe = cmd->subscribe;
+  s->effect = cmd->effect;
+  s->sub_count = cmd->sub_count;
+  s->block = cmd->block;
+  s->effects = cmd->effects;
+  c->count++;
+  if (cmd->marks & MARK_DIRTY)
+    c->flags |= CONN_DIRTY;
+  if (cmd->marks & MARK_WATCH)
+    c->flags |= CONN_WATCH;
+  if (c->count == 1 && (c->timeout > 0 || (c->flags & CONN_WAITING)))
+    arm_head(c); /* its deadline depends on its blocking time */
+  if (c->cb->want_flush)
+    c->cb->want_flush(c);
+  else
+    conn_flush(c);
+  return 0;
+}
+
+void conn_forget(conn *c, void *waiter) {
   size_t i;
   for (i = 0; i < c->count; i++) {
     conn_slot *s = &c->slots[(c->head + i) % c->cap];
-    if (s->waiter == waiter)
+    if (s->waiter == waiter) {
       s->waiter = NULL;
+      return;
+    }
   }
 }
 
 /* ---- failure and close ------------------------------------------------ */
 
 static void fail_slots(conn *c, int err, const char *msg) {
-  /* on_fail may not push slots (the conn is broken), so the loop ends. */
+  /* on_fail may not commit (the conn is broken), so the loop ends. */
   while (c->count) {
     conn_slot s = *slot_head(c);
     slot_pop(c);
+    free(s.effects);
+    s.effects = NULL;
     c->cb->on_fail(c, &s, err, msg);
   }
 }
@@ -131,16 +233,19 @@ static void maybe_release(conn *c) {
 static void on_stream_closed(stream *s) { maybe_release((conn *)s->data); }
 static void on_timer_closed(uv_handle_t *h) { maybe_release((conn *)h->data); }
 
+static void start_close(conn *c) {
+  c->flags |= CONN_CLOSING;
+  c->closes_pending = 2;
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  stream_close(&c->s, on_stream_closed);
+}
+
 void conn_close(conn *c) {
   if (c->flags & CONN_CLOSING)
     return;
   c->flags |= CONN_CLOSING;
-  if (c->flags & CONN_POOLED)
-    pool_unlink(c);
-  fail_slots(c, CONN_ECLOSED, "closed");
-  c->closes_pending = 2;
-  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-  stream_close(&c->s, on_stream_closed);
+  fail_slots(c, LEVR_ECLOSED, "closed");
+  start_close(c);
 }
 
 void conn_fail(conn *c, int err, const char *msg) {
@@ -155,6 +260,22 @@ void conn_fail(conn *c, int err, const char *msg) {
   conn_close(c);
 }
 
+void conn_abandon(conn *c, void *waiter, int err, const char *msg) {
+  size_t i;
+  int may_block = 0;
+  for (i = 0; i < c->count; i++) {
+    conn_slot *s = &c->slots[(c->head + i) % c->cap];
+    if (s->waiter == waiter) {
+      s->waiter = NULL;
+      may_block |= s->block != 0;
+    }
+  }
+  /* Alone and not blocking: its reply will come and is dropped, the
+   * connection stays. Otherwise nothing may wait behind it. */
+  if (!(c->flags & CONN_CLOSING) && (c->count > 1 || may_block))
+    conn_fail(c, err, msg);
+}
+
 int conn_clean(const conn *c) {
   return (c->flags & CONN_CONNECTED) && c->count == 0 &&
          !(c->flags & (CONN_BROKEN | CONN_CLOSING | CONN_DIRTY | CONN_MULTI |
@@ -165,61 +286,76 @@ int conn_clean(const conn *c) {
 
 /* ---- deadlines -------------------------------------------------------- */
 
+/* One timer serves two deadlines: the head command's (restarted as each
+ * reply arrives, extended by its own blocking time) and a read wait's. */
 static void on_deadline(uv_timer_t *t) {
   conn *c = (conn *)t->data;
-  if (c->count == 0) {
-    /* A read() wait, with no command pending: nothing can arrive late for
-     * a command, so the connection stays usable. */
-    c->cb->on_fail(c, NULL, CONN_ETIMEOUT, "timeout");
+  uint64_t now = uv_now(c->loop);
+  if ((c->flags & CONN_WAITING) && c->wait_due <= now) {
+    /* A read() wait: nothing can arrive late for a command, so the
+     * connection stays usable. */
+    c->flags &= ~CONN_WAITING;
+    c->wait_due = 0;
+    c->cb->on_fail(c, NULL, LEVR_ETIMEOUT, "timeout");
+    if (c->flags & CONN_CLOSING)
+      return;
+  }
+  if (c->count && c->head_due && c->head_due <= now) {
+    conn_fail(c, LEVR_ETIMEOUT, "timeout");
     return;
   }
-  conn_fail(c, CONN_ETIMEOUT, "timeout");
+  schedule(c);
 }
 
-void conn_wait_timer(conn *c, int on) {
-  if (c->timeout <= 0 || c->count > 0 || (c->flags & CONN_CLOSING))
+/* Starts the timer for the nearer of the two deadlines, or stops it. */
+static void schedule(conn *c) {
+  uint64_t due = 0, now;
+  if (c->flags & CONN_CLOSING)
     return;
-  if (on) {
-    uv_update_time(c->loop);
-    uv_timer_start(&c->timer, on_deadline,
-                   (uint64_t)(c->timeout * 1000 + 0.5), 0);
-  } else
+  if (c->count && c->head_due)
+    due = c->head_due;
+  if ((c->flags & CONN_WAITING) && (!due || c->wait_due < due))
+    due = c->wait_due;
+  if (!due) {
     uv_timer_stop(&c->timer);
+    return;
+  }
+  now = uv_now(c->loop);
+  uv_timer_start(&c->timer, on_deadline, due > now ? due - now : 0, 0);
 }
 
-/* The timer bounds each wait: for the connect, and for the reply at the
- * head of the FIFO (re-armed as each reply arrives), extended by that
- * command's own blocking time. */
-static void conn_arm_timer(conn *c) {
+/* The head changed (or got a reply): its wait starts now. */
+static void arm_head(conn *c) {
   conn_slot *h = slot_head(c);
-  double secs;
-  if (c->timeout <= 0 || (c->flags & CONN_CLOSING))
-    return;
-  if (!h) {
-    uv_timer_stop(&c->timer);
-    return;
+  if (c->timeout <= 0 && !(c->flags & CONN_WAITING))
+    return; /* no deadline can be due */
+  c->head_due = 0;
+  if (h && c->timeout > 0 && h->block >= 0) {
+    /* The loop's cached time is as old as the last poll: a task that ran
+     * for a while before this command would otherwise get less than its
+     * timeout. */
+    uv_update_time(c->loop);
+    c->head_due = uv_now(c->loop) +
+                  (uint64_t)((c->timeout + h->block) * 1000 + 0.5);
   }
-  if (h->block < 0) {
-    uv_timer_stop(&c->timer);
+  schedule(c);
+}
+
+void conn_read_wait(conn *c, int on) {
+  if (c->flags & CONN_CLOSING)
     return;
+  if (on && c->timeout > 0) {
+    uv_update_time(c->loop);
+    c->wait_due = uv_now(c->loop) + (uint64_t)(c->timeout * 1000 + 0.5);
+    c->flags |= CONN_WAITING;
+  } else {
+    c->flags &= ~CONN_WAITING;
+    c->wait_due = 0;
   }
-  secs = c->timeout + h->block;
-  /* The loop's cached time is as old as the last poll: a task that ran
-   * for a while before this command would otherwise get less than its
-   * timeout. */
-  uv_update_time(c->loop);
-  uv_timer_start(&c->timer, on_deadline, (uint64_t)(secs * 1000 + 0.5), 0);
+  schedule(c);
 }
 
 /* ---- reading ---------------------------------------------------------- */
-
-static int str_ieq(const char *p, size_t n, const char *lit) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    if (!lit[i] || tolower((unsigned char)p[i]) != lit[i])
-      return 0;
-  return lit[n] == 0;
-}
 
 enum { KIND_OTHER, KIND_CONFIRM, KIND_MESSAGE };
 
@@ -228,24 +364,20 @@ enum { KIND_OTHER, KIND_CONFIRM, KIND_MESSAGE };
 static int pubsub_kind(const resp_reply *r) {
   const resp_node *n = r->nodes, *k;
   const char *p;
+  const cmdinfo *ci;
   if ((n->type != RESP_ARRAY && n->type != RESP_PUSH) || n->len < 1)
     return KIND_OTHER;
   k = &r->nodes[1];
   if (k->type != RESP_BULK && k->type != RESP_SIMPLE)
     return KIND_OTHER;
   p = r->base + k->off;
-  if (str_ieq(p, (size_t)k->len, "message") ||
-      str_ieq(p, (size_t)k->len, "pmessage") ||
-      str_ieq(p, (size_t)k->len, "smessage"))
+  if (cmdinfo_name_is(p, (size_t)k->len, "MESSAGE") ||
+      cmdinfo_name_is(p, (size_t)k->len, "PMESSAGE") ||
+      cmdinfo_name_is(p, (size_t)k->len, "SMESSAGE"))
     return KIND_MESSAGE;
-  if (str_ieq(p, (size_t)k->len, "subscribe") ||
-      str_ieq(p, (size_t)k->len, "psubscribe") ||
-      str_ieq(p, (size_t)k->len, "ssubscribe") ||
-      str_ieq(p, (size_t)k->len, "unsubscribe") ||
-      str_ieq(p, (size_t)k->len, "punsubscribe") ||
-      str_ieq(p, (size_t)k->len, "sunsubscribe"))
-    return KIND_CONFIRM;
-  return KIND_OTHER;
+  /* A confirmation is named after its command. */
+  ci = cmdinfo_special(p, (size_t)k->len);
+  return ci && (ci->flags & CMD_PUBSUB) ? KIND_CONFIRM : KIND_OTHER;
 }
 
 /* A confirmation's third element is how many subscriptions of its family
@@ -255,22 +387,22 @@ static int pubsub_kind(const resp_reply *r) {
  * replies again. CONN_DIRTY stays: such a connection is never pooled. */
 static void track_subscriptions(conn *c, const resp_reply *r) {
   const resp_node *k = &r->nodes[1];
-  const char *p = r->base + k->off;
+  const cmdinfo *ci = cmdinfo_special(r->base + k->off, (size_t)k->len);
   int bit;
   if (r->nodes->len < 3 || r->nodes[3].type != RESP_INTEGER)
     return;
-  bit = str_ieq(p, (size_t)k->len, "ssubscribe") ||
-                str_ieq(p, (size_t)k->len, "sunsubscribe")
-            ? CONN_SUB_SHARDS : CONN_SUB_CHANNELS;
+  bit = ci && (ci->flags & CMD_SHARD) ? CONN_SUB_SHARDS : CONN_SUB_CHANNELS;
   if (r->nodes[3].v.i > 0)
-    c->flags |= bit | CONN_SUBSCRIBED;
+    c->flags |= bit | CONN_SUBSCRIBED | CONN_DIRTY;
   else
     c->flags &= ~bit;
   if (!(c->flags & (CONN_SUB_CHANNELS | CONN_SUB_SHARDS)))
     c->flags &= ~CONN_SUBSCRIBED;
 }
 
-/* Decides who a reply belongs to: the head slot, or read(). */
+/* Decides who a reply belongs to: the head slot, or read(). Until the
+ * server confirms a subscription, replies go by position in the FIFO,
+ * never by their shape. */
 static conn_slot *route(conn *c, const resp_reply *r) {
   conn_slot *h = slot_head(c);
   int kind;
@@ -302,6 +434,30 @@ static conn_slot *route(conn *c, const resp_reply *r) {
   return h;
 }
 
+/* Session state follows what the server accepted, not what was sent: a
+ * rejected EXEC leaves the connection in MULTI. */
+static void apply_effect(conn *c, const conn_slot *s, const resp_reply *r) {
+  int fx = s->kind == SLOT_CMD ? s->effect
+                               : s->effects ? s->effects[s->received] : 0;
+  int err = r->nodes->type == RESP_ERROR || r->nodes->type == RESP_BLOB_ERROR;
+  switch (fx) {
+  case FX_MULTI:
+    if (!err)
+      c->flags |= CONN_MULTI;
+    break;
+  case FX_ENDTX:
+    if (err)
+      c->flags |= CONN_DIRTY; /* state unknown: never pooled */
+    else
+      c->flags &= ~(CONN_MULTI | CONN_WATCH);
+    break;
+  case FX_UNWATCH:
+    if (!err)
+      c->flags &= ~CONN_WATCH;
+    break;
+  }
+}
+
 static void deliver(conn *c) {
   resp_reply r;
   int st = RESP_AGAIN, partial = 0;
@@ -309,21 +465,21 @@ static void deliver(conn *c) {
          (st = resp_reader_next(&c->rd, &r)) == RESP_OK) {
     conn_slot *s = route(c, &r);
     if (!s) {
-      if (c->flags & CONN_POOLED) {
-        conn_fail(c, CONN_EPROTO, "protocol error: unexpected reply on an "
-                  "idle connection");
-        return;
-      }
-      if (!(c->flags & CONN_SUBSCRIBED))
-        c->flags |= CONN_DIRTY; /* e.g. MONITOR output */
+      if (!(c->flags & CONN_SUBSCRIBED) && r.nodes->type != RESP_PUSH)
+        c->flags |= CONN_DIRTY; /* a reply nobody asked for */
       c->cb->on_reply(c, NULL, &r);
       continue;
     }
+    apply_effect(c, s, &r);
     s->remaining--;
     if (s->remaining == 0) {
       conn_slot done = *s;
       slot_pop(c);
-      conn_arm_timer(c);
+      if (done.effects) {
+        free(done.effects);
+        done.effects = NULL;
+      }
+      arm_head(c);
       c->cb->on_reply(c, &done, &r);
     } else {
       /* The callback may queue or fail commands, which moves or pops the
@@ -337,18 +493,20 @@ static void deliver(conn *c) {
   /* Each reply restarts the clock, also one of the many a pipeline waits
    * for: the timeout bounds every wait, not the whole pipeline. */
   if (partial && !(c->flags & CONN_CLOSING))
-    conn_arm_timer(c);
+    arm_head(c);
   if (!(c->flags & (CONN_CLOSING | CONN_PAUSED)) && st < 0) {
-    conn_fail(c, CONN_EPROTO, resp_reader_error(&c->rd));
+    conn_fail(c, LEVR_EPROTO, resp_reader_error(&c->rd));
     return;
   }
-  if (c->rd.cap > IN_KEEP && resp_reader_pending(&c->rd) == 0)
+  if (!(c->flags & CONN_CLOSING) && c->rd.cap > IN_KEEP &&
+      resp_reader_pending(&c->rd) == 0)
     resp_reader_shrink(&c->rd, IN_KEEP); /* after a large reply */
 }
 
 static char *on_alloc(stream *s, size_t suggested, size_t *cap) {
   conn *c = (conn *)s->data;
   size_t want = resp_reader_want(&c->rd);
+  (void)suggested;
   return resp_reader_space(&c->rd, want > READ_HINT ? want : READ_HINT, cap);
 }
 
@@ -360,9 +518,9 @@ static void on_read(stream *s, ssize_t n) {
     return;
   }
   if (n == UV_EOF)
-    conn_fail(c, CONN_EEOF, "connection closed by server");
+    conn_fail(c, LEVR_EEOF, "connection closed by server");
   else
-    conn_fail(c, CONN_EIO, stream_strerror(s, (int)n));
+    conn_fail(c, LEVR_EIO, stream_strerror(s, (int)n));
 }
 
 void conn_pause(conn *c, int on) {
@@ -374,8 +532,8 @@ void conn_pause(conn *c, int on) {
   } else if (!on && (c->flags & CONN_PAUSED)) {
     c->flags &= ~CONN_PAUSED;
     if (stream_read_start(&c->s, on_alloc, on_read) != 0)
-      conn_fail(c, CONN_EIO, "cannot read");
-    else
+      conn_fail(c, LEVR_EIO, "cannot read");
+    else if (resp_reader_pending(&c->rd))
       deliver(c);
   }
 }
@@ -397,7 +555,7 @@ static void on_written(stream *s, int status) {
   buf *done = &c->out[c->out_cur ^ 1];
   buf_reset(done, OUT_KEEP);
   if (status != 0) {
-    conn_fail(c, CONN_EIO, stream_strerror(s, status));
+    conn_fail(c, LEVR_EIO, stream_strerror(s, status));
     return;
   }
   if (c->out[c->out_cur].len)
@@ -417,36 +575,40 @@ void conn_flush(conn *c) {
   } else if (r == 0) {
     c->out_cur ^= 1; /* new commands collect in the other buffer */
   } else {
-    conn_fail(c, CONN_EIO, stream_strerror(&c->s, r));
+    conn_fail(c, LEVR_EIO, stream_strerror(&c->s, r));
   }
 }
 
 /* ---- connect ---------------------------------------------------------- */
 
+static void connect_failed(conn *c, int code, const char *msg) {
+  char text[256];
+  snprintf(text, sizeof(text), "%s", msg);
+  c->flags |= CONN_BROKEN;
+  c->cb->on_connect(c, code, text);
+  conn_close(c);
+}
+
 static void on_connected(stream *s, int status) {
   conn *c = (conn *)s->data;
   uv_timer_stop(&c->timer);
   if (status != 0) {
-    const char *msg = (c->flags & CONN_BROKEN) ? c->errmsg
-                                               : stream_strerror(s, status);
-    char text[256];
-    snprintf(text, sizeof(text), "%s", msg);
-    c->flags |= CONN_BROKEN;
-    c->cb->on_connect(c, status, text);
-    conn_close(c);
+    if (c->flags & CONN_BROKEN) /* the connect deadline (errmsg set) */
+      connect_failed(c, c->errcode, c->errmsg);
+    else
+      connect_failed(c, status == UV_ETIMEDOUT ? LEVR_ETIMEOUT : LEVR_EIO,
+                     stream_strerror(s, status));
     return;
   }
   if (stream_read_start(&c->s, on_alloc, on_read) != 0) {
-    c->flags |= CONN_BROKEN;
-    c->cb->on_connect(c, UV_EIO, "cannot read");
-    conn_close(c);
+    connect_failed(c, LEVR_EIO, "cannot read");
     return;
   }
   if (c->flags & (CONN_BROKEN | CONN_CLOSING)) {
     /* A TLS stream may deliver (and fail) inside stream_read_start. */
     char text[256];
     snprintf(text, sizeof(text), "%s", c->errmsg[0] ? c->errmsg : "closed");
-    c->cb->on_connect(c, UV_EIO, text);
+    c->cb->on_connect(c, c->errcode ? c->errcode : LEVR_EIO, text);
     return;
   }
   c->flags |= CONN_CONNECTED;
@@ -457,13 +619,11 @@ static void on_connected(stream *s, int status) {
 static void on_connect_deadline(uv_timer_t *t) {
   conn *c = (conn *)t->data;
   c->flags |= CONN_BROKEN;
+  c->errcode = LEVR_ETIMEOUT;
   snprintf(c->errmsg, sizeof(c->errmsg), "timeout");
   /* Closing makes the pending connect report UV_ECANCELED, which
-   * on_connected turns into the "timeout" text above. */
-  c->flags |= CONN_CLOSING;
-  c->closes_pending = 2;
-  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-  stream_close(&c->s, on_stream_closed);
+   * on_connected turns into the "timeout" above. */
+  start_close(c);
 }
 
 int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
@@ -471,7 +631,8 @@ int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
   int r = stream_connect(&c->s, host, port, tls, on_connected);
   if (r != 0) {
     snprintf(c->errmsg, sizeof(c->errmsg), "%s", stream_strerror(&c->s, r));
-    return r;
+    c->errcode = LEVR_EIO;
+    return LEVR_EIO;
   }
   c->timeout = timeout;
   if (timeout > 0) {
@@ -479,5 +640,15 @@ int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
     uv_timer_start(&c->timer, on_connect_deadline,
                    (uint64_t)(timeout * 1000 + 0.5), 0);
   }
+  return 0;
+}
+
+int conn_open_fd(conn *c, uv_os_sock_t fd) {
+  if (uv_tcp_open(&c->s.tcp, fd) != 0)
+    return LEVR_EIO;
+  c->s.tcp.data = &c->s;
+  if (stream_read_start(&c->s, on_alloc, on_read) != 0)
+    return LEVR_EIO;
+  c->flags |= CONN_CONNECTED;
   return 0;
 }

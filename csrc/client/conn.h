@@ -1,19 +1,23 @@
-/* conn: one Redis session over a stream. No Lua.
+/* conn: one Redis session over a stream. No Lua, no scheduler, no pool.
  *
- * Commands are encoded by the caller straight into conn_outbuf() and get a
- * pending slot (conn_push_slot); conn_flush() writes everything queued in
- * one write (the caller defers it to once per scheduler batch). Replies are
- * parsed in the stream's read callback from the reader's own buffer and
+ * Queueing a command: conn_begin gives the output buffer; the caller
+ * encodes the command into it and either conn_commit()s it (a pending slot
+ * at the tail of the FIFO, the deadline armed when it is the head, and a
+ * flush asked of the owner through want_flush) or conn_cancel()s it (the
+ * bytes are dropped). Replies are parsed from the reader's own buffer and
  * handed to on_reply for the slot at the head of the FIFO, so commands of
  * many callers pipeline on one connection and each gets its own reply.
  *
- * A timeout, a transport error or a protocol error fails every pending slot
- * (on_fail, once each) and breaks the connection for good; a broken
+ * A timeout, a transport error or a protocol error fails every pending
+ * slot (on_fail, once each) and breaks the connection for good; a broken
  * connection is closed and never pooled.
  *
  * Ownership: conn_new allocates; conn_close starts the close, and on_close
- * fires once after the stream and the timer are both released; the conn is
- * freed right after on_close returns.
+ * fires once after the stream and the timer are both released; the conn
+ * is freed right after on_close returns. The conn knows its owner only as
+ * the callbacks and data pointer installed (conn_new, conn_set_owner); the
+ * pool swaps them while it holds a connection. The struct is private to
+ * conn.c. Functions that can fail return 0 or a negative err.h code.
  */
 #ifndef LEVR_CONN_H
 #define LEVR_CONN_H
@@ -21,134 +25,152 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "resp.h"
 #include "stream.h"
 
 typedef struct conn conn;
-typedef struct pool pool;
 
 /* Default caps: pending slots (a command or a whole pipeline each) and the
- * wire size of one reply. Exceeding the first refuses the command with
- * "too many pending commands on this connection"; the second fails the
- * connection with "protocol error: reply too large". */
+ * wire size of one reply. Exceeding the first refuses the command
+ * (LEVR_ELIMIT from conn_commit); the second fails the connection with
+ * "protocol error: reply too large". */
 #define CONN_MAX_PENDING 100000
 #define CONN_MAX_REPLY ((size_t)1 << 30)
 
 enum conn_slot_kind { SLOT_CMD = 1, SLOT_PIPELINE };
 
+/* What a command does to the session once the server accepts it (a reply
+ * that is not an error); per command of a pipeline in conn_cmd.effects. */
+enum conn_effect {
+  FX_NONE = 0,
+  FX_MULTI,     /* MULTI: the connection is in a transaction */
+  FX_ENDTX,     /* EXEC, DISCARD: out of MULTI, no WATCH; an error reply
+                   leaves the state unknown: never pooled */
+  FX_UNWATCH,   /* UNWATCH */
+  FX_SELECT     /* SELECT: the owner records the database (conn ignores
+                   it; SLOT_CMD: the database in aux) */
+};
+
+/* Marks a command sets when it is queued (conn_cmd.marks). */
+enum conn_mark {
+  MARK_DIRTY = 1 << 0,  /* the session changed for good: never pooled */
+  MARK_WATCH = 1 << 1   /* WATCH: not pooled until EXEC/DISCARD/UNWATCH */
+};
+
+/* A command (or a pipeline) as the caller describes it to conn_commit. */
+typedef struct conn_cmd {
+  void *waiter;         /* the caller's (a lev task) */
+  int aux;              /* the caller's (pipeline: result table index) */
+  uint8_t kind;         /* SLOT_CMD or SLOT_PIPELINE */
+  uint8_t effect;       /* SLOT_CMD: enum conn_effect */
+  uint8_t subscribe;    /* a pub/sub-family command: routed by count */
+  uint8_t marks;        /* enum conn_mark */
+  uint32_t replies;     /* replies expected (SLOT_PIPELINE: commands) */
+  uint32_t sub_count;   /* pub/sub: its channels */
+  double block;         /* extra seconds the server may wait (blocking
+                           commands); < 0: it may wait forever */
+  uint8_t *effects;     /* SLOT_PIPELINE: an effect per command, or NULL;
+                           malloc'd, the conn frees it */
+} conn_cmd;
+
+/* A pending command as callbacks see it (a copy: read-only). Callbacks
+ * get forgotten slots too (waiter NULL), so every reply is seen. */
 typedef struct conn_slot {
-  void *waiter;        /* the caller's (a lev task); NULL once abandoned */
-  int aux;             /* the caller's (pipeline: result table index) */
+  void *waiter;        /* NULL once forgotten (conn_forget, conn_abandon) */
+  int aux;
   uint32_t remaining;  /* replies still expected */
   uint32_t received;
   uint8_t kind;
-  uint8_t subscribe;   /* 1: a SUBSCRIBE-family command */
-  uint32_t sub_count;  /* its channels: extra confirmations to route */
-  double block;        /* extra seconds to wait (blocking commands);
-                          < 0: the command may wait forever */
+  uint8_t subscribe;
+  uint8_t effect;
+  uint32_t sub_count;
+  double block;
+  uint8_t *effects;
 } conn_slot;
 
 typedef struct conn_callbacks {
-  /* The connect finished: status 0, or an error and msg. */
+  /* The connect finished: status 0, or a negative err.h code and msg. */
   void (*on_connect)(conn *c, int status, const char *msg);
   /* A reply for slot, or for nobody (slot NULL: pub/sub messages, extra
-   * confirmations, MONITOR output) which read() consumes. */
-  void (*on_reply)(conn *c, conn_slot *slot, const resp_reply *r);
-  /* The slot will get no reply: err is a category, msg the text. */
-  void (*on_fail)(conn *c, conn_slot *slot, int err, const char *msg);
+   * confirmations, RESP3 pushes) which read() consumes. */
+  void (*on_reply)(conn *c, const conn_slot *slot, const resp_reply *r);
+  /* The slot will get no reply: err (negative) and msg say why. slot NULL:
+   * a read wait (conn_read_wait) timed out; the connection stays usable. */
+  void (*on_fail)(conn *c, const conn_slot *slot, int err, const char *msg);
   /* The conn is released; it is freed after this returns. */
   void (*on_close)(conn *c);
+  /* Optional. A committed command wants writing: the owner calls
+   * conn_flush soon (once per batch). NULL: conn_commit flushes at once. */
+  void (*want_flush)(conn *c);
 } conn_callbacks;
-
-/* Failure categories passed to on_fail. */
-enum conn_err {
-  CONN_ETIMEOUT = 1, CONN_EIO, CONN_EEOF, CONN_EPROTO, CONN_ECLOSED,
-  CONN_ELIMIT
-};
-
-enum conn_flags {
-  CONN_CONNECTED = 1 << 0,
-  CONN_BROKEN = 1 << 1,     /* failed: never pooled, commands refused */
-  CONN_CLOSING = 1 << 2,
-  CONN_DIRTY = 1 << 3,      /* session state changed for good */
-  CONN_MULTI = 1 << 4,
-  CONN_WATCH = 1 << 5,
-  CONN_SUBSCRIBED = 1 << 6,
-  CONN_POOLED = 1 << 7,     /* idle in a pool */
-  CONN_PAUSED = 1 << 8,     /* reading paused: read() queue is full */
-  /* Pub/sub bookkeeping from the server's confirmations (conn.c route):
-   * RESP3 pushes seen (then only pushes are out of band), channels or
-   * patterns subscribed, shard channels subscribed. */
-  CONN_PUSHES = 1 << 9,
-  CONN_SUB_CHANNELS = 1 << 10,
-  CONN_SUB_SHARDS = 1 << 11
-};
-
-struct conn {
-  stream s;
-  uv_timer_t timer;
-  void *data;              /* the caller's */
-  int flags;
-  int flush_armed;         /* owned by the scheduler's defer() */
-  double timeout;          /* seconds; 0: none */
-  size_t max_pending;      /* slots */
-  const conn_callbacks *cb;
-  /* private */
-  uv_loop_t *loop;
-  int closes_pending;
-  resp_reader rd;
-  buf out[2];
-  int out_cur;             /* out[out_cur] collects; the other may be in
-                              flight */
-  conn_slot *slots;
-  size_t head, count, cap;
-  uint32_t sub_extra;      /* confirmations owed to read() */
-  char errmsg[256];
-  int errcode;             /* the conn_err that broke it, or 0 */
-  /* pool bookkeeping (pool.c) */
-  pool *pool;
-  struct conn *pool_prev, *pool_next;
-  void *pool_key;
-  uint64_t idle_since;     /* uv_now() when pooled */
-};
 
 conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
                const resp_limits *lim);
 /* Resolves, connects, runs TLS (tls may be NULL); on_connect fires once.
- * Returns 0 or an error (then on_connect does not fire). */
+ * Returns 0 or a negative code (then on_connect does not fire; conn_error
+ * says why and the caller closes c). */
 int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
                  double timeout);
+/* Adopts an open, connected socket (tests, the fuzzer: one end of a
+ * socketpair). 0 or a negative code. */
+int conn_open_fd(conn *c, uv_os_sock_t fd);
 
-/* Where to encode the next command; then conn_push_slot. */
-buf *conn_outbuf(conn *c);
-/* A new slot at the tail, zeroed, or NULL when the conn is broken or has
- * max_pending slots (the caller must then drop what it encoded). */
-conn_slot *conn_push_slot(conn *c);
-/* (Re)starts the deadline for the head slot; call after filling a slot
- * that became the head (its blocking time extends the deadline). */
-void conn_arm(conn *c);
+void conn_set_owner(conn *c, const conn_callbacks *cb, void *data);
+void *conn_data(const conn *c);
+
+/* Where to encode the next command, or NULL when the conn takes no more
+ * (broken or closing). Then conn_commit or conn_cancel. */
+buf *conn_begin(conn *c);
+/* Drops what was encoded since conn_begin. */
+void conn_cancel(conn *c);
+/* Queues the encoded command. 0, or LEVR_ELIMIT (max_pending slots are
+ * pending), LEVR_ECLOSED (the conn broke meanwhile) or LEVR_ENOMEM; on
+ * failure the encoded bytes are dropped and cmd->effects is freed. */
+int conn_commit(conn *c, const conn_cmd *cmd);
 /* Writes what is queued. */
 void conn_flush(conn *c);
-/* Forgets a waiter (its task was abandoned): its reply is discarded. */
-void conn_abandon(conn *c, void *waiter);
+
+/* A waiter was abandoned (lev.timeout). Its replies will be dropped. If
+ * it may block at the server, or other commands are pending behind or
+ * before it, the conn fails as on its own timeout: every other pending
+ * slot fails with err/msg and the conn closes, so nothing waits on a
+ * reply that may never come, and no late reply reaches a later command.
+ * Alone and not blocking, it is only forgotten (its reply is on the way;
+ * the connection stays). */
+void conn_abandon(conn *c, void *waiter, int err, const char *msg);
+/* Forgets a waiter without failing anything: its replies are dropped. */
+void conn_forget(conn *c, void *waiter);
 
 /* Fails every pending slot with err/msg, breaks and closes the conn. */
 void conn_fail(conn *c, int err, const char *msg);
 /* Closes; pending slots fail with "closed". Idempotent. */
 void conn_close(conn *c);
-/* Can this conn go back to a pool? */
-int conn_clean(const conn *c);
-/* Arms (on) or stops the timeout for a read() wait while no command is
- * pending; when it fires, on_fail gets slot NULL and CONN_ETIMEOUT. */
-void conn_wait_timer(conn *c, int on);
+
+/* State. */
+int conn_usable(const conn *c);      /* not broken, not closing */
+size_t conn_pending(const conn *c);  /* slots */
+int conn_paused(const conn *c);
+int conn_clean(const conn *c);       /* may go back to a pool */
+/* Why it broke (text and code), or "" and 0. */
+const char *conn_error(const conn *c);
+int conn_errcode(const conn *c);
+
+/* Limits: seconds per wait (0: none; a new value restarts the wait of the
+ * command at the head), slots, wire bytes of one reply. */
+void conn_set_timeout(conn *c, double secs);
+void conn_set_max_pending(conn *c, size_t n);
+void conn_set_max_reply(conn *c, size_t bytes);
+
+/* A read() wait with the timeout (on), or its end (off). It is bounded
+ * also while other commands come and go; when it expires on_fail gets
+ * slot NULL and LEVR_ETIMEOUT, and the connection stays usable. */
+void conn_read_wait(conn *c, int on);
 /* Pauses/resumes reading (read() back-pressure). */
 void conn_pause(conn *c, int on);
 /* Idle (pooled) connections do not keep the loop alive. */
 void conn_ref(conn *c, int on);
-const char *conn_error(const conn *c);
-/* Caps the wire size of one reply (the reader's max_reply). */
-void conn_set_max_reply(conn *c, size_t bytes);
-/* For a connection leaving the pool: 0 when its socket already has
+/* For a connection leaving a pool: 0 when its socket already has
  * something to read (the server closed it, or sent what nobody asked for)
  * that the loop has not seen yet; then it must not be handed out. */
 int conn_idle_usable(conn *c);

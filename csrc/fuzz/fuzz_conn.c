@@ -34,15 +34,15 @@
  * some read further bytes (see the OP_ list).
  *   config[0]: bits 0-1 reader limits, 2-3 max_pending, 4-5 timeout
  *              (none, 100 s, 100 s, 0.1 ms), 6 small socket buffers,
- *              7 start in subscribed mode.
+ *              7 start with a SUBSCRIBE queued.
  *   config[1]: bits 0-3 what an unrouted reply's callback does (a R_
  *              reaction).
  *
- * The conn is opened on the socket through public calls only: uv_tcp_open
- * on the stream's handle, then conn_pause(c, 1) + conn_pause(c, 0), which
- * starts reading with conn.c's own callbacks, then CONN_CONNECTED. A
- * conn_open(conn *, uv_os_sock_t) in conn.c would make this first-class.
+ * The harness drives conn only through conn.h (conn_open_fd, conn_begin,
+ * conn_commit, ...) and describes commands with what cmdinfo.h says about
+ * them, as any owner of a conn would; it knows nothing of the Lua glue.
  */
+#include "cmdinfo.h"
 #include "conn.h"
 
 #include <fcntl.h>
@@ -82,13 +82,13 @@ enum {
   OP_ABANDON, /* abandons the waiter of pending slot h (mod pending) */
   OP_PAUSE,   /* conn_pause(c, h & 1) */
   OP_TIMEOUT, /* deadline of 0 ms for the head (or a read() wait), 1 turn */
-  OP_WAIT,    /* conn_wait_timer(c, h & 1) */
-  OP_SUBFLAG, /* toggles CONN_SUBSCRIBED, as the glue sets it */
+  OP_WAIT,    /* conn_read_wait(c, h & 1) */
+  OP_FORGET,  /* conn_forget on the waiter of pending slot h */
   OP_SHUT,    /* server: h & 1 ? close : shutdown(SHUT_WR) */
   OP_CLOSE,   /* conn_close; the script ends */
-  OP_FAIL,    /* conn_fail(CONN_EIO) */
+  OP_FAIL,    /* conn_fail(LEVR_EIO) */
   OP_REF,     /* conn_ref(c, h & 1) */
-  OP_ARM      /* conn_arm */
+  OP_ARM      /* conn_set_timeout with the configured timeout again */
 };
 
 /* What a slot's first callback does (and an unrouted reply's callback). */
@@ -117,6 +117,10 @@ typedef struct session {
   int eio_ok;         /* an EIO failure has a cause */
   int timeout_set;    /* a deadline was ever set */
   int closes;
+  int closing;        /* conn_close was called */
+  size_t max_pending;
+  int abandons;       /* conn_abandon was called */
+  double timeout;     /* the configured one */
   int null_react;
   track trk[MAX_SLOTS];
   size_t ntrk, next_done;
@@ -180,16 +184,12 @@ static void check_proto(session *x, const char *msg) {
   snprintf(x->proto_err, sizeof(x->proto_err), "%s", msg);
 }
 
-/* Outside callbacks, the conn's FIFO holds exactly the unfinished slots. */
+/* Outside callbacks, the conn's FIFO holds exactly the unfinished slots
+ * (their order is checked as each one finishes: slot_track). */
 static void check_fifo(session *x) {
-  size_t i;
   if (!x->c)
     return;
-  ENSURE(x->c->count == x->ntrk - x->next_done);
-  for (i = 0; i < x->c->count; i++) {
-    const conn_slot *s = &x->c->slots[(x->c->head + i) % x->c->cap];
-    ENSURE((size_t)s->aux == x->next_done + i);
-  }
+  ENSURE(conn_pending(x->c) == x->ntrk - x->next_done);
 }
 
 static void all_done(session *x) {
@@ -210,10 +210,11 @@ static void push_cmd(session *x, uint8_t p1, uint8_t p2) {
   static const char *const chans[4] = {"a", "b", "c", "d"};
   conn *c = x->c;
   const char *argv[5];
-  size_t lens[5], mark, i;
-  int argc, pipe = p1 & 1, sub = !pipe && (p1 & 0x10);
+  size_t lens[5], mark, i, encoded, pending;
+  int argc, pipe = p1 & 1, sub = !pipe && (p1 & 0x10), err;
   uint32_t n = pipe ? 1 + ((p1 >> 1) & 7) : 1;
-  conn_slot *s;
+  const cmdinfo *ci;
+  conn_cmd cmd;
   track *t;
   buf *b;
 
@@ -236,19 +237,14 @@ static void push_cmd(session *x, uint8_t p1, uint8_t p2) {
     argv[2] = zeros;
     lens[2] = sizes[p2 & 3];
   }
-  b = conn_outbuf(c);
+  b = conn_begin(c);
+  if (!b) {
+    ENSURE(!conn_usable(c));
+    return;
+  }
   mark = b->len;
   for (i = 0; i < n; i++)
     ENSURE(resp_encode_command(b, argc, argv, lens) == 0);
-  s = conn_push_slot(c);
-  if (!s) {
-    /* Refused (broken, closing, or max_pending): drop what was encoded. */
-    ENSURE((c->flags & (CONN_BROKEN | CONN_CLOSING)) ||
-           c->count >= c->max_pending);
-    b->len = mark;
-    return;
-  }
-  ENSURE(s->remaining == 1 && s->received == 0 && s->waiter == NULL);
   t = &x->trk[x->ntrk];
   memset(t, 0, sizeof(*t));
   t->n = n;
@@ -257,40 +253,73 @@ static void push_cmd(session *x, uint8_t p1, uint8_t p2) {
   t->sub_count = sub ? (uint32_t)argc - 1 : 0;
   t->block = blocks[(p2 >> 2) & 3];
   t->react = (uint8_t)((p2 >> 4) % R_COUNT);
-  s->waiter = t;
-  s->aux = (int)x->ntrk;
-  s->kind = t->kind;
-  s->remaining = n;
-  s->subscribe = t->subscribe;
-  s->sub_count = t->sub_count;
-  s->block = t->block;
-  x->ntrk++;
-  if (sub)
-    c->flags |= CONN_SUBSCRIBED | CONN_DIRTY;
-  ENSURE(buf_append(&x->expect, b->data + mark, b->len - mark) == 0);
-  if (c->count == 1)
-    conn_arm(c);
+  memset(&cmd, 0, sizeof(cmd));
+  cmd.waiter = t;
+  cmd.aux = (int)x->ntrk;
+  cmd.kind = t->kind;
+  cmd.replies = n;
+  cmd.block = t->block;
+  ci = cmdinfo_special(argv[0], lens[0]);
+  if (ci && (ci->flags & CMD_PUBSUB)) {
+    cmd.subscribe = 1;
+    cmd.sub_count = t->sub_count;
+  }
+  if (ci && (ci->flags & CMD_SESSION))
+    cmd.marks |= MARK_DIRTY;
+  encoded = b->len - mark;
+  ENSURE(buf_append(&x->expect, b->data + mark, encoded) == 0);
+  pending = conn_pending(c);
+  x->ntrk++; /* callbacks of the commit may already see it */
+  err = conn_commit(c, &cmd);
+  if (err) {
+    x->ntrk--;
+    /* Refused (broken, closing, or max_pending): what was encoded is
+     * dropped. */
+    ENSURE(err == LEVR_ECLOSED || err == LEVR_ELIMIT);
+    ENSURE(err == LEVR_ECLOSED ? !conn_usable(c)
+                               : pending >= x->max_pending);
+    x->expect.len -= encoded;
+    return;
+  }
 }
 
+/* conn_abandon either forgets the waiter (alone and not blocking) or
+ * fails the whole conn, every slot before it returns. */
 static void abandon(session *x, size_t id) {
-  if (!x->c || id >= x->ntrk || x->trk[id].done != PENDING)
+  int busy, alone;
+  if (!x->c || id >= x->ntrk || x->trk[id].done != PENDING ||
+      x->trk[id].abandoned)
+    return;
+  busy = !conn_usable(x->c);
+  alone = conn_pending(x->c) == 1 && x->trk[id].block == 0;
+  x->trk[id].abandoned = 1;
+  x->abandons = 1;
+  conn_abandon(x->c, &x->trk[id], LEVR_ECLOSED, "fuzz: abandoned");
+  if (!busy && !alone)
+    all_done(x);
+}
+
+static void forget(session *x, size_t id) {
+  if (!x->c || id >= x->ntrk || x->trk[id].done != PENDING ||
+      x->trk[id].abandoned)
     return;
   x->trk[id].abandoned = 1;
-  conn_abandon(x->c, &x->trk[id]);
+  conn_forget(x->c, &x->trk[id]);
 }
 
 /* conn_fail and conn_close fail every slot before they return, unless a
  * failure is already under way (then a callback of it is running). */
 static void fail_conn(session *x, const char *msg) {
-  int busy = x->c->flags & (CONN_BROKEN | CONN_CLOSING);
+  int busy = !conn_usable(x->c);
   x->eio_ok = 1;
-  conn_fail(x->c, CONN_EIO, msg);
+  conn_fail(x->c, LEVR_EIO, msg);
   if (!busy)
     all_done(x);
 }
 
 static void close_conn(session *x) {
-  int busy = x->c->flags & (CONN_BROKEN | CONN_CLOSING);
+  int busy = !conn_usable(x->c);
+  x->closing = 1;
   conn_close(x->c);
   if (!busy)
     all_done(x);
@@ -306,7 +335,7 @@ static void react(session *x, conn *c, int what, size_t id) {
   case R_ABANDON: abandon(x, id + 1); break;
   case R_FAIL: fail_conn(x, "fuzz: failed in a callback"); break;
   case R_FLUSH: conn_flush(c); break;
-  case R_WAITSTOP: conn_wait_timer(c, 0); break;
+  case R_WAITSTOP: conn_read_wait(c, 0); break;
   default: break;
   }
 }
@@ -340,11 +369,11 @@ static void on_connect(conn *c, int status, const char *msg) {
   ENSURE(!"on_connect fired without a connect");
 }
 
-static void on_reply(conn *c, conn_slot *s, const resp_reply *r) {
-  session *x = (session *)c->data;
+static void on_reply(conn *c, const conn_slot *s, const resp_reply *r) {
+  session *x = (session *)conn_data(c);
   track *t;
   size_t id;
-  ENSURE(x->c == c && !(c->flags & CONN_CLOSING));
+  ENSURE(x->c == c && conn_usable(c));
   check_reply(x, r);
   if (!s) {
     x->unrouted++;
@@ -368,26 +397,26 @@ static void on_reply(conn *c, conn_slot *s, const resp_reply *r) {
   }
 }
 
-static void on_fail(conn *c, conn_slot *s, int err, const char *msg) {
-  session *x = (session *)c->data;
+static void on_fail(conn *c, const conn_slot *s, int err, const char *msg) {
+  session *x = (session *)conn_data(c);
   track *t;
   ENSURE(msg != NULL);
   if (!s) {
-    /* A read() wait ran out; only possible with nothing pending. */
-    ENSURE(x->c == c && err == CONN_ETIMEOUT && x->timeout_set);
-    ENSURE(c->count == 0 && !(c->flags & (CONN_CLOSING | CONN_BROKEN)));
+    /* A read() wait ran out; the conn stays usable. */
+    ENSURE(x->c == c && err == LEVR_ETIMEOUT && x->timeout_set);
+    ENSURE(conn_usable(c));
     x->wait_timeouts++;
     return;
   }
   t = slot_track(x, c, s);
-  ENSURE(c->flags & (CONN_BROKEN | CONN_CLOSING));
+  ENSURE(!conn_usable(c));
   ENSURE(s->remaining + t->inter == t->n);
   switch (err) {
-  case CONN_ETIMEOUT: ENSURE(x->timeout_set); break;
-  case CONN_EIO: ENSURE(x->eio_ok); break;
-  case CONN_EEOF: ENSURE(x->srv_shut); break;
-  case CONN_EPROTO: check_proto(x, msg); break;
-  case CONN_ECLOSED: ENSURE(c->flags & CONN_CLOSING); break;
+  case LEVR_ETIMEOUT: ENSURE(x->timeout_set); break;
+  case LEVR_EIO: ENSURE(x->eio_ok); break;
+  case LEVR_EEOF: ENSURE(x->srv_shut); break;
+  case LEVR_EPROTO: check_proto(x, msg); break;
+  case LEVR_ECLOSED: ENSURE(x->closing || x->abandons); break;
   default: ENSURE(!"unexpected failure category");
   }
   t->done = DONE_FAIL;
@@ -400,10 +429,10 @@ static void on_fail(conn *c, conn_slot *s, int err, const char *msg) {
 }
 
 static void on_close(conn *c) {
-  session *x = (session *)c->data;
+  session *x = (session *)conn_data(c);
   const char *e = conn_error(c);
   ENSURE(x->c == c && x->closes == 0);
-  ENSURE(c->count == 0);
+  ENSURE(conn_pending(c) == 0);
   all_done(x);
   if (strncmp(e, "protocol error", 14) == 0)
     check_proto(x, e);
@@ -411,8 +440,11 @@ static void on_close(conn *c) {
   x->c = NULL;
 }
 
+/* Flushes are the script's (OP_FLUSH), as a scheduler would batch them. */
+static void want_flush(conn *c) { (void)c; }
+
 static const conn_callbacks callbacks = {on_connect, on_reply, on_fail,
-                                         on_close};
+                                         on_close, want_flush};
 
 /* ---- the server end --------------------------------------------------- */
 
@@ -462,42 +494,25 @@ static void srv_close(session *x, int full) {
  * a timeout (unless the head blocks), or reports a read() timeout. */
 static void fire_timeout(session *x) {
   conn *c = x->c;
-  double saved;
   size_t pending, head = x->next_done, waits = x->wait_timeouts;
-  if (!c || (c->flags & CONN_CLOSING))
+  if (!c || !conn_usable(c))
     return;
-  saved = c->timeout;
-  c->timeout = TINY;
   x->timeout_set = 1;
-  pending = c->count;
-  if (pending)
-    conn_arm(c);
-  else
-    conn_wait_timer(c, 1);
+  pending = conn_pending(c);
+  conn_set_timeout(c, TINY); /* restarts the head's wait */
+  if (!pending)
+    conn_read_wait(c, 1);
   run_once(x);
   if (x->c)
-    x->c->timeout = saved;
+    conn_set_timeout(x->c, x->timeout);
   if (pending && x->trk[head].block == 0) {
     ENSURE(x->trk[head].done == DONE_FAIL &&
-           x->trk[head].fail_err == CONN_ETIMEOUT);
-    ENSURE(!x->c || (x->c->flags & CONN_CLOSING));
+           x->trk[head].fail_err == LEVR_ETIMEOUT);
+    ENSURE(!x->c || !conn_usable(x->c));
     all_done(x);
   } else if (!pending) {
     ENSURE(x->wait_timeouts == waits + 1);
   }
-}
-
-/* Opens the conn on fd through public calls (see the header comment). */
-static int open_conn(conn *c, int fd) {
-  if (uv_tcp_open(&c->s.tcp, fd) != 0)
-    return -1;
-  c->s.tcp.data = &c->s;
-  conn_pause(c, 1);
-  conn_pause(c, 0);
-  if (c->flags & CONN_PAUSED)
-    return -1;
-  c->flags |= CONN_CONNECTED;
-  return 0;
 }
 
 static void set_limits(resp_limits *lim, int which) {
@@ -562,15 +577,18 @@ static void script(session *x, const uint8_t *p, size_t n) {
       break;
     case OP_PAUSE: conn_pause(x->c, h & 1); break;
     case OP_TIMEOUT: fire_timeout(x); break;
-    case OP_WAIT: conn_wait_timer(x->c, h & 1); break;
-    case OP_SUBFLAG: x->c->flags ^= CONN_SUBSCRIBED; break;
+    case OP_WAIT: conn_read_wait(x->c, h & 1); break;
+    case OP_FORGET:
+      if (x->ntrk > x->next_done)
+        forget(x, x->next_done + h % (x->ntrk - x->next_done));
+      break;
     case OP_SHUT: srv_close(x, h & 1); run_once(x); break;
     case OP_CLOSE:
       close_conn(x);
       return;
     case OP_FAIL: fail_conn(x, "fuzz: failed"); break;
     case OP_REF: conn_ref(x->c, h & 1); break;
-    case OP_ARM: conn_arm(x->c); break;
+    case OP_ARM: conn_set_timeout(x->c, x->timeout); break;
     }
     check_fifo(x);
   }
@@ -579,15 +597,15 @@ static void script(session *x, const uint8_t *p, size_t n) {
 /* On a healthy conn everything queued reaches the server after a flush. */
 static void finish_writes(session *x) {
   int idle = 0;
-  if (!x->c || (x->c->flags & CONN_CLOSING) || x->srv < 0)
+  if (!x->c || !conn_usable(x->c) || x->srv < 0)
     return;
   conn_flush(x->c);
-  while (x->c && !(x->c->flags & CONN_CLOSING) && idle < 3 &&
+  while (x->c && conn_usable(x->c) && idle < 3 &&
          x->seen < x->expect.len) {
     run_once(x);
     idle = srv_drain(x) ? 0 : idle + 1;
   }
-  if (x->c && !(x->c->flags & CONN_CLOSING))
+  if (x->c && conn_usable(x->c))
     ENSURE(x->seen == x->expect.len);
 }
 
@@ -630,15 +648,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   x->c = conn_new(&x->loop, &callbacks, x, &lim);
   ENSURE(x->c != NULL);
-  x->c->max_pending = max_pending[(data[0] >> 2) & 3];
-  x->c->timeout = timeouts[(data[0] >> 4) & 3];
-  x->timeout_set = x->c->timeout > 0;
-  if (data[0] & 0x80)
-    x->c->flags |= CONN_SUBSCRIBED;
-  if (open_conn(x->c, sv[0]) != 0) {
+  x->max_pending = max_pending[(data[0] >> 2) & 3];
+  x->timeout = timeouts[(data[0] >> 4) & 3];
+  conn_set_max_pending(x->c, x->max_pending);
+  conn_set_timeout(x->c, x->timeout);
+  x->timeout_set = x->timeout > 0;
+  if (conn_open_fd(x->c, sv[0]) != 0) {
     close(sv[0]);
     ENSURE(!"cannot open the conn on a socketpair");
   }
+  if (data[0] & 0x80)
+    push_cmd(x, 0x10, 0); /* a SUBSCRIBE first */
 
   script(x, data + 2, size - 2);
   check_fifo(x);

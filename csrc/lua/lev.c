@@ -567,7 +567,7 @@ static lev_task *check_task(lua_State *L, int idx) {
   return *box;
 }
 
-static int l_spawn(lua_State *L) {
+static int spawn(lua_State *L, int daemon) {
   lev_ctx *ctx = upctx(L);
   lev_task *t, **box;
   int nargs;
@@ -580,11 +580,19 @@ static int l_spawn(lua_State *L) {
   *box = NULL;
   luaL_setmetatable(L, TASK_MT);
   lua_insert(L, 1);
-  t = lev_task_spawn(ctx, L, nargs, 0);
+  t = lev_task_spawn(ctx, L, nargs, daemon);
   t->has_ud = 1;
   *box = t;
   return 1;
 }
+
+static int l_spawn(lua_State *L) { return spawn(L, 0); }
+
+/* lev._daemon(fn, ...): lev.spawn for a daemon task, which does not keep
+ * lev.run alive and survives to the next run (as servers' connection
+ * handlers do). Undocumented; for library tasks that watch a connection
+ * for as long as it lives (redis reconnect). */
+static int l_daemon(lua_State *L) { return spawn(L, 1); }
 
 static void cancel_join(lev_task *t, void *data) { task_unjoin(t); }
 
@@ -819,6 +827,7 @@ static const luaL_Reg task_methods[] = {
 static const luaL_Reg lev_funcs[] = {
   {"run", l_run},
   {"spawn", l_spawn},
+  {"_daemon", l_daemon},
   {"sleep", l_sleep},
   {"now", l_now},
   {"timeout", l_timeout},

@@ -59,9 +59,20 @@ typedef struct lev_api {
   void (*defer)(lev_ctx *ctx, lev_flush_fn fn, void *data, int *armed);
   /* Forgets a deferred request (the data is being freed). */
   void (*undefer)(lev_ctx *ctx, void *data, int *armed);
-  /* Loop time in seconds. */
+  /* Monotonic time in seconds (uv_hrtime: not the loop's cached time). */
   double (*now)(lev_ctx *ctx);
 } lev_api;
+
+/* The one shape of a failure returned to Lua: nil, text, category.
+ * Categories come from err.h's levr_category (or "redis", "config"), never
+ * from the text. Returns 3 (the values pushed). */
+static inline int lev_push_fail(lua_State *L, const char *text,
+                                const char *category) {
+  lua_pushnil(L);
+  lua_pushstring(L, text);
+  lua_pushstring(L, category);
+  return 3;
+}
 
 /* For C modules: require("lev") and return its API (raises on failure). */
 static inline const lev_api *lev_api_get(lua_State *L) {

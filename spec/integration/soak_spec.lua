@@ -10,6 +10,10 @@
 -- the timeout, servers that stop answering, and the tasks abandon some
 -- commands with lev.timeout. Every successful reply must match its
 -- request, and every failure must come back as nil, text (category).
+-- Half of the shared clients use reconnect: they are never replaced, they
+-- come back by themselves, and their INCR keys prove that no command was
+-- sent twice (a resent INCR would push a key past what its task saw plus
+-- the INCRs whose outcome it never learned).
 
 local lev = require("lev")
 local redis = require("redis")
@@ -117,7 +121,7 @@ local function operate(stats, c, kind, tag, ctr, abandon)
       return "unexpected"
     end
     stats.by_category[cat] = (stats.by_category[cat] or 0) + 1
-    return "failed"
+    return "failed", err
   end
   local good
   if kind == "echo" or kind == "big" then
@@ -194,6 +198,10 @@ describe("soak:", function()
     local stats, faults = new_stats(), {}
     local counters, finals, bad_finals
     local shared_n = (TASKS // 2) // GROUP
+    local rc = { clients = 0, disconnects = 0, reconnects = 0, refused = 0,
+                 ops = 0, ok = 0 }
+    -- Shared clients of even groups use reconnect.
+    local function reconnecting_group(g) return g % 2 == 0 end
     lev.run(function()
       local p = assert(fp.start{ upstream_port = PORT, align = true })
       local cfg = { host = HOST, port = p:port(), timeout = TIMEOUT }
@@ -202,11 +210,20 @@ describe("soak:", function()
       local shared = {}
       local ctrs = {}
 
+      local rcfg = { host = HOST, port = p:port(), timeout = TIMEOUT,
+                     reconnect = { base = 0.01, max = 0.05, wait = 0.2 } }
+
       local function shared_client(g)
         if shared[g] then return shared[g] end
         stats.connects = stats.connects + 1
-        local c, err, cat = redis.connect(cfg)
+        local c, err, cat = redis.connect(reconnecting_group(g) and rcfg
+                                          or cfg)
         if not c then return nil, err, cat end
+        if reconnecting_group(g) and not shared[g] then
+          rc.clients = rc.clients + 1
+          c:on("disconnect", function() rc.disconnects = rc.disconnects + 1 end)
+          c:on("reconnect", function() rc.reconnects = rc.reconnects + 1 end)
+        end
         if shared[g] then -- another task of the group was quicker
           c:close()
           return shared[g]
@@ -240,10 +257,16 @@ describe("soak:", function()
             for _ = 1, rng(5) do
               seq = seq + 1
               local kind, abandon = random_op(rng)
-              local res = operate(stats, c, kind, id .. ":" .. seq, ctr,
-                                  abandon)
+              local res, err = operate(stats, c, kind, id .. ":" .. seq,
+                                       ctr, abandon)
+              if not pooled and reconnecting_group(g) then
+                rc.ops = rc.ops + 1
+                if res == "ok" then rc.ok = rc.ok + 1 end
+                if err == "reconnecting" then rc.refused = rc.refused + 1 end
+              end
               if res ~= "ok" and res ~= "abandoned" then
-                if not pooled and shared[g] == c then
+                if not pooled and shared[g] == c
+                   and not reconnecting_group(g) then
                   shared[g] = nil -- broken: the group connects anew
                   c:close(true)
                 end
@@ -323,6 +346,10 @@ describe("soak:", function()
       stats.connects, stats.connect_failures, counters.connections,
       counters.bytes_down, stats.mismatches, stats.unexpected,
       stats.raised))
+    print(string.format("  reconnect clients %d (%d tasks): ops %d, ok %d, "
+      .. "disconnects %d, reconnects %d, refused while reconnecting %d",
+      rc.clients, rc.clients * GROUP, rc.ops, rc.ok, rc.disconnects,
+      rc.reconnects, rc.refused))
     for _, s in ipairs(stats.samples) do print("  " .. s) end
 
     assert.equal(0, stats.mismatches, "replies that did not match their "
@@ -340,6 +367,10 @@ describe("soak:", function()
       end
     end
     assert.equal(0, counters.errors)
+    -- the reconnect clients lived through the faults by themselves
+    assert.equal(shared_n // 2, rc.clients, "reconnect clients replaced")
+    assert.is_true(rc.reconnects > 0, "no reconnect happened")
+    assert.is_true(rc.ok > 0, "the reconnect clients did no work")
     local handles, tasks = settle()
     assert.equal(0, tasks, "tasks left behind")
     assert.is_true(handles <= base_handles, "handles left behind")

@@ -1,7 +1,8 @@
 -- A representative workload for the valgrind leak check (tools/
 -- valgrind-check.sh): the runtime, TCP streams, the client (commands,
--- pipelines, pub/sub, pool, timeouts, failures) and a lua_close with
--- handles, pooled connections and a parked task still open.
+-- pipelines, pub/sub, pool, timeouts, failures, reconnect) and a lua_close
+-- with handles, pooled connections, a parked task and a client still
+-- reconnecting.
 local lev = require("lev")
 local redis = require("redis")
 local port = assert(tonumber(os.getenv("LEVR_REDIS_PORT")), "LEVR_REDIS_PORT")
@@ -49,6 +50,49 @@ lev.run(function()
   assert(s:write("ping")); assert(s:read() == "ping")
   s:close(); srv:close()
   pub:close()
+  -- Reconnect: RESP3, a name, a selected db, a subscription and a push
+  -- handler, across a CLIENT KILL; handler tasks; attempts running out;
+  -- close() while reconnecting.
+  local rcfg = { host = "127.0.0.1", port = port, protocol = 3,
+                 name = "vg-rc", reconnect = { base = 0.01, max = 0.02,
+                 wait = 2 } }
+  local rc = assert(redis.connect(rcfg))
+  local seen = {}
+  rc:on("disconnect", function(text) seen[#seen + 1] = text end)
+  local back = false
+  rc:on("reconnect", function() back = true end)
+  rc:on("push", function(v) seen[#seen + 1] = v[1] end)
+  assert(rc:cmd("SELECT", 2) == "OK")
+  assert(rc:cmd("SUBSCRIBE", "vg-rc"))
+  assert(rc:cmd("CLIENT", "TRACKING", "on") == "OK")
+  rc:cmd("GET", "vg-tracked")
+  local killer = assert(redis.connect(addr))
+  killer:cmd("SET", "vg-tracked", "1")
+  killer:cmd("CLIENT", "KILL", "ID", rc:cmd("CLIENT", "ID"))
+  assert(rc:cmd("ECHO", "again") == "again")   -- waits for the reconnect
+  assert(back and rc:status() == "ready")
+  rc:close()
+  local gone = assert(redis.connect({ host = "127.0.0.1", port = port,
+    reconnect = { base = 0.005, attempts = 2 } }))
+  local ended = false
+  gone:on("end", function() ended = true end)
+  gone.cfg.port = 1                           -- nothing listens there
+  killer:cmd("CLIENT", "KILL", "ID", gone:cmd("CLIENT", "ID"))
+  while not ended do lev.sleep(0.01) end
+  local stop = assert(redis.connect({ host = "127.0.0.1", port = port,
+    reconnect = { strategy = "fixed", delay = 0.05 } }))
+  stop.cfg.port = 1
+  killer:cmd("CLIENT", "KILL", "ID", stop:cmd("CLIENT", "ID"))
+  while stop:status() ~= "reconnecting" do lev.sleep(0.005) end
+  stop:close()
+  -- Left reconnecting for lua_close: its outage task sleeps.
+  _G.leftover_rc = assert(redis.connect({ host = "127.0.0.1", port = port,
+    reconnect = { strategy = "fixed", delay = 60 } }))
+  _G.leftover_rc.cfg.port = 1
+  killer:cmd("CLIENT", "KILL", "ID", _G.leftover_rc:cmd("CLIENT", "ID"))
+  while _G.leftover_rc:status() ~= "reconnecting" do lev.sleep(0.005) end
+  killer:close()
+
   -- Left open on purpose for lua_close: a pooled connection, a listener,
   -- an idle handler task.
   local keep = assert(redis.connect(addr)); keep:close()

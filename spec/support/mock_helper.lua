@@ -1,0 +1,35 @@
+-- mock_helper: running a spec body against redis.mock, and the leak check
+-- every such spec ends with.
+local lev = require("lev")
+local mock = require("redis.mock")
+local lev_helper = require("lev_helper")
+local assert = require("luassert")
+
+local M = {}
+
+-- No libuv handle and no lev task left behind (after a full collection
+-- and after parked server handlers saw their sockets close).
+function M.assert_clean()
+  lev_helper.drain()
+  local handles, tasks = lev_helper.leftovers()
+  assert.are.equal(0, handles, "live libuv handles left behind")
+  assert.are.equal(0, tasks, "lev tasks left behind")
+end
+
+-- Runs fn(srv) inside lev.run on a fresh mock (opts as mock.start's,
+-- optional), and closes the mock afterwards, also when fn raises.
+function M.with_mock(opts, fn)
+  if type(opts) == "function" then opts, fn = {}, opts end
+  opts.port = opts.port or 0
+  return lev.run(function()
+    local srv = assert(mock.start(opts))
+    local ok, err = pcall(fn, srv)
+    srv:close()
+    if not ok then error(err, 0) end
+  end)
+end
+
+-- The address of a mock, for redis.connect.
+function M.addr(srv) return "127.0.0.1:" .. srv:port() end
+
+return M

@@ -7,6 +7,10 @@
 #       until every sentinel sees both replicas and the two other sentinels,
 #       and prints one line: MASTER REPLICA1 REPLICA2 SENTINEL1 SENTINEL2
 #       SENTINEL3 (ports). Fails loudly when anything does not come up.
+#   tools/redis-sentinel.sh restart DIR NAME
+#       Starts node NAME (master, replica1, replica2, sentinel1, ...) again
+#       on its port with its config, after a spec killed it; the sentinels
+#       then make it a replica of whatever is master now.
 #   tools/redis-sentinel.sh stop DIR
 #       Stops every process it started, by its own PID.
 #
@@ -119,6 +123,23 @@ EOF
     stop_all; exit 1
   fi
   echo "$mp $r1 $r2 ${sp[*]}" | tee "$dir/ports" ;;
+restart)
+  name=${3:-}
+  [ -f "$dir/$name/port" ] || { echo "no node $name in $dir" >&2; exit 2; }
+  port=$(cat "$dir/$name/port")
+  # node.conf as the node left it (a sentinel or a demoted master rewrote
+  # it): it knows its role and, for a sentinel, the others.
+  extra=()
+  case $name in sentinel*) extra=(--sentinel);; esac
+  rm -f "$dir/$name/pid"
+  redis-server "$dir/$name/node.conf" --bind 127.0.0.1 --port "$port" \
+    --daemonize yes --pidfile "$dir/$name/pid" --logfile "$dir/$name/log" \
+    --dir "$dir/$name" "${extra[@]}" >/dev/null 2>&1
+  for _ in $(seq 100); do
+    cli -p "$port" PING >/dev/null && [ -f "$dir/$name/pid" ] && exit 0
+    sleep 0.05
+  done
+  echo "$name did not come back on port $port" >&2; exit 1 ;;
 stop)
   stop_all; exit 0 ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;

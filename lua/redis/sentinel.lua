@@ -21,6 +21,9 @@ local ROLES = { master = true, replica = true }
 -- A whole round over the list failed: wait this long before the next one,
 -- within connect_timeout.
 local ROUND_PAUSE = 0.25
+-- One sentinel gets at most its share of connect_timeout, and no less than
+-- this, so that one that hangs does not stop the others from being asked.
+local SENTINEL_MIN_WAIT = 0.5
 
 local function fail(msg) return nil, "invalid config: " .. msg end
 
@@ -150,14 +153,15 @@ end
 -- One round over the sentinels. connect(node_cfg) opens a data node
 -- connection (the caller's: the plain connect, or reconnect's).
 -- Returns the connected client, or nil and the per-sentinel texts.
-local function round(redis, scfg, connect, deadline, tried)
+local function round(redis, scfg, connect, deadline, per, tried)
   local now = require("lev").now
   for i, s in ipairs(scfg.sentinels) do
     local left = deadline - now()
     if left <= 0 then break end
     local where = s.host .. ":" .. s.port
+    -- A sentinel that does not answer may not eat the whole budget.
     local sc, err = redis.connect{ host = s.host, port = s.port,
-      auth = scfg.sentinel_auth, timeout = left }
+      auth = scfg.sentinel_auth, timeout = math.min(left, per) }
     local nodes
     if sc then
       nodes, err = ask(sc, scfg)
@@ -168,14 +172,15 @@ local function round(redis, scfg, connect, deadline, tried)
         local ncfg = {}
         for k, v in pairs(scfg.node) do ncfg[k] = v end
         ncfg.host, ncfg.port = n.host, n.port
-        local c, cerr = connect(ncfg)
+        local c, proto = connect(ncfg)
+        local cerr = proto
         if c then
           local role, rerr = node_role(c)
           if role == scfg.role then
             -- This sentinel knew a usable node: ask it first next time.
             table.remove(scfg.sentinels, i)
             table.insert(scfg.sentinels, 1, s)
-            return c, n
+            return c, proto, n
           end
           c:close(true)
           err = string.format("%s:%d is %s, not %s", n.host, n.port,
@@ -191,18 +196,17 @@ local function round(redis, scfg, connect, deadline, tried)
 end
 
 -- Finds and connects the node scfg asks for, trying rounds until
--- connect_timeout runs out. Returns client, {host, port} or nil, text.
+-- connect_timeout runs out. connect(node_cfg) -> conn, protocol | nil, err.
+-- Returns conn, protocol, {host, port} or nil, text.
 function M.discover(redis, scfg, connect)
   local lev = require("lev")
-  local limit = scfg.node.connect_timeout or 10
-  if scfg.node.timeout and scfg.node.timeout < limit then
-    limit = scfg.node.timeout
-  end
+  local limit = require("redis.handshake").limit(scfg.node)
   local deadline = lev.now() + limit
+  local per = math.max(SENTINEL_MIN_WAIT, limit / #scfg.sentinels)
   local tried = {}
   repeat
-    local c, n = round(redis, scfg, connect, deadline, tried)
-    if c then return c, n end
+    local c, proto, n = round(redis, scfg, connect, deadline, per, tried)
+    if c then return c, proto, n end
     local left = deadline - lev.now()
     if left > 0 then lev.sleep(math.min(ROUND_PAUSE, left)) end
   until lev.now() >= deadline
@@ -213,6 +217,194 @@ function M.discover(redis, scfg, connect)
   end
   return nil, string.format('sentinel: no %s for "%s" (tried %s)',
     scfg.role, scfg.master, table.concat(last, "; "))
+end
+
+
+-- ---- the client ----------------------------------------------------------
+
+local core = require("redis.core")
+local handshake = require("redis.handshake")
+local reconnect = require("redis.reconnect")
+local lev = require("lev")
+
+-- Per client: the sentinel config, the connection generation (bumped by
+-- every discovery, so a READONLY from a connection already left behind
+-- does not drop the new one) and the +switch-master watcher's connection.
+local states = setmetatable({}, { __mode = "k" })
+
+local function is_readonly(err, cat)
+  return cat == "redis" and type(err) == "string"
+    and err:find("^READONLY") ~= nil
+end
+
+-- Leaves the current node (when it is still the one that answered gen)
+-- and waits for the reconnect to find the new one.
+local function leave(c, st, gen, why)
+  if st.gen == gen and core.is_open(c) then core.fail(c, why) end
+  local limit = handshake.limit(st.scfg.node)
+  return reconnect.wait_ready(c, limit + math.max(0,
+    st.scfg.node.reconnect and st.scfg.node.reconnect.wait or 0))
+end
+
+local methods = core.methods
+local smethods = {}
+
+-- cmd: a write answered READONLY was not run by the demoted node, so it
+-- is sent once more to the master the sentinels name now.
+function smethods.cmd(c, ...)
+  local st = states[c]
+  local gen = st and st.gen
+  local v, err, cat = methods.cmd(c, ...)
+  if v == nil and st and is_readonly(err, cat) then
+    if leave(c, st, gen, "READONLY: the node was demoted; asking the "
+             .. "sentinels for the new master") then
+      return methods.cmd(c, ...)
+    end
+  end
+  return v, err, cat
+end
+
+-- pipeline: the entries answered READONLY (not run) are sent again, as
+-- one pipeline, to the new master; the others keep their replies.
+function smethods.pipeline(c, cmds)
+  local st = states[c]
+  local gen = st and st.gen
+  local res, err, cat = methods.pipeline(c, cmds)
+  if not res or not st then return res, err, cat end
+  local again, where = {}, {}
+  for i, r in ipairs(res) do
+    if r[1] == nil and is_readonly(r[2], "redis") then
+      again[#again + 1] = cmds[i]
+      where[#where + 1] = i
+    end
+  end
+  if #again == 0 then return res end
+  if not leave(c, st, gen, "READONLY: the node was demoted; asking the "
+               .. "sentinels for the new master") then
+    return res
+  end
+  local more, merr, mcat = methods.pipeline(c, again)
+  if not more then return nil, merr, mcat end
+  for k, i in ipairs(where) do res[i] = more[k] end
+  return res
+end
+
+function smethods.close(c, no_keepalive)
+  local st = states[c]
+  if st and st.watch_conn then
+    local w = st.watch_conn
+    st.watch_conn = nil
+    w:close(true)
+  end
+  return methods.close(c, no_keepalive)
+end
+
+-- Method sugar goes through smethods.cmd, so c:set(...) gets the READONLY
+-- rule too. Names are bounded like the C sugar cache.
+local SUGAR_MAX = 1024
+local sugar, nsugar = {}, 0
+local SMT = {
+  __index = function(_, k)
+    local m = smethods[k]
+    if m then return m end
+    if rawget(methods, k) ~= nil or type(k) ~= "string" then
+      return methods[k]
+    end
+    local f = sugar[k]
+    if f then return f end
+    local name = k:upper()
+    f = function(c, ...) return smethods.cmd(c, name, ...) end
+    if nsugar < SUGAR_MAX then
+      sugar[k] = f
+      nsugar = nsugar + 1
+    end
+    return f
+  end,
+  __close = function(c) smethods.close(c, true) end,
+  __tostring = function(c)
+    return string.format("redis.sentinel client (%s %s at %s:%s)",
+      c.cfg.sentinel.master, c.cfg.sentinel.role, c.cfg.host, c.cfg.port)
+  end,
+}
+
+-- Watches one sentinel at a time for +switch-master of our master: the
+-- client leaves its node at once, instead of writing to a demoted master
+-- until that node drops its connections.
+local function watch_switch(redis, c, st)
+  local scfg = st.scfg
+  local i = 0
+  while not core.is_closed(c) do
+    i = i % #scfg.sentinels + 1
+    local s = scfg.sentinels[i]
+    local w = redis.connect{ host = s.host, port = s.port,
+      auth = scfg.sentinel_auth, timeout = handshake.limit(scfg.node) }
+    if w and not core.is_closed(c) and w:cmd("SUBSCRIBE", "+switch-master")
+    then
+      st.watch_conn = w
+      while true do
+        local m = w:read()
+        if not m then break end
+        local v = m.value
+        -- { "message", "+switch-master", "<name> <old ip> <old port>
+        --   <new ip> <new port>" }
+        if type(v) == "table" and v[1] == "message" then
+          local name, nhost, nport = tostring(v[3]):match(
+            "^(%S+) %S+ %S+ (%S+) (%d+)$")
+          if name == scfg.master then
+            nport = math.tointeger(tonumber(nport))
+            local here = scfg.node.host == nhost and scfg.node.port == nport
+            -- A master client on another node, or a replica client on the
+            -- node just promoted, must move.
+            if (scfg.role == "master") ~= here and core.is_open(c) then
+              core.fail(c, string.format("sentinel: +switch-master %s "
+                .. "now at %s:%d", name, nhost, nport))
+            end
+          end
+        end
+      end
+      st.watch_conn = nil
+    end
+    if w then w:close(true) end
+    if core.is_closed(c) then return end
+    lev.sleep(0.2)
+  end
+end
+
+-- redis.sentinel(config) -> client | nil, err, category
+function M.connect(redis, conf)
+  local scfg, err = M.normalize(conf)
+  if not scfg then return nil, err, "config" end
+  local cfg = scfg.node
+  cfg.sentinel = { master = scfg.master, role = scfg.role,
+                   sentinels = scfg.sentinels }
+  local st = { scfg = scfg, gen = 0 }
+  -- Every connect and reconnect asks the sentinels again; cfg then names
+  -- the node in use (its pool key too).
+  local function open(_, db, verify)
+    local conn, proto, node = M.discover(redis, scfg, function(ncfg)
+      return handshake.open(ncfg, db, verify)
+    end)
+    if not conn then return nil, proto end
+    cfg.host, cfg.port = node.host, node.port
+    st.gen = st.gen + 1
+    return conn, proto
+  end
+  local c, proto = open(cfg, cfg.db)
+  if not c then return nil, proto, "io" end
+  core.ready(c, config.pool_key(cfg, proto ~= cfg.protocol), cfg)
+  c.protocol = proto
+  states[c] = st
+  if not SMT.__gc then
+    -- The C state of a client goes with the table: keep its finalizer.
+    local base = getmetatable(c)
+    SMT.__gc, SMT.__name = base.__gc, base.__name
+  end
+  setmetatable(c, SMT)
+  if cfg.reconnect then
+    reconnect.manage(c, cfg, { open = open })
+    lev._daemon(watch_switch, redis, c, st)
+  end
+  return c
 end
 
 return M

@@ -68,6 +68,11 @@ function redis.subscriber(conf)
   return require("redis.subscriber").new(conf)
 end
 
+-- A client whose server is found through Redis Sentinel (redis.sentinel).
+function redis.sentinel(conf)
+  return require("redis.sentinel").connect(redis, conf)
+end
+
 -- Idle pooled connections for a config (for tests and diagnostics).
 function redis.pool_size(conf)
   local cfg, err = config.normalize(conf)

@@ -18,9 +18,11 @@ WORK=$(mktemp -d /tmp/levr-test.XXXXXX)
 PASSED=0
 FAILED=0
 SERVERS=""
+SENTINEL_SETS=""
 
 cleanup() {
   for d in $SERVERS; do tools/redis-server.sh stop "$d"; done
+  for d in $SENTINEL_SETS; do tools/redis-sentinel.sh stop "$d"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -102,6 +104,16 @@ else
   count "start TLS redis-server" 0 1
 fi
 
+# A Sentinel set for the sentinel specs: one master, two replicas, three
+# sentinels (tools/redis-sentinel.sh), stopped by PID at the end.
+SENTINEL_SETS="$WORK/sentinel"
+if SENT_OUT=$(tools/redis-sentinel.sh start "$WORK/sentinel" 2>"$WORK/sentinel.err"); then
+  INT_ENV+=("LEVR_SENTINEL_DIR=$WORK/sentinel" "LEVR_SENTINEL_PORTS=$SENT_OUT")
+  SENTINEL_ADDRS=$(echo "$SENT_OUT" | awk '{ printf "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", $4, $5, $6 }')
+else
+  cat "$WORK/sentinel.err"; count "start sentinel set" 0 1
+fi
+
 # 3. busted specs: unit (mock server) and integration (real servers).
 run_busted "specs unit" "LEVR_BUILD=$BUILD" -- spec/unit
 run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- spec/integration
@@ -122,7 +134,8 @@ grep '^chaos: ' "$WORK/chaos (asan+ubsan).log" | grep -v PROBLEM | sed 's/^/   /
 ex_ok=0; ex_fail=0
 for ex in examples/*.lua; do
   case $ex in */mock-server.lua) continue;; esac
-  if REDIS_ADDR="127.0.0.1:${PORT:-6379}" LEVR_BUILD=$BUILD timeout 60 \
+  if REDIS_ADDR="127.0.0.1:${PORT:-6379}" SENTINELS="$SENTINEL_ADDRS" \
+       SENTINEL_PASS=sentpass LEVR_BUILD=$BUILD timeout 60 \
        lua5.4 tools/run-lua.lua "$ex" >"$WORK/ex.log" 2>&1; then
     ex_ok=$((ex_ok + 1))
   else

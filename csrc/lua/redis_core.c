@@ -1961,6 +1961,22 @@ static int l_is_client(lua_State *L) {
   return 1;
 }
 
+/* core.fail(client, text): ends the client's connection as a failure
+ * would (every command pending on it fails with text, category "closed"),
+ * without closing the client: a client with reconnect then reconnects.
+ * Sentinel uses it to leave a demoted master. */
+static int l_fail(lua_State *L) {
+  lclient *lc = check_client(L);
+  rctx *rc = up_rctx(L);
+  const char *msg = luaL_checkstring(L, 2);
+  if (!lc || !lc->c)
+    return 0;
+  busy_enter(rc);
+  conn_fail(lc->c, LEVR_ECLOSED, msg);
+  busy_exit(rc);
+  return 0;
+}
+
 /* core.is_open(client) -> boolean: it has a connection that has not
  * failed (commands are sent, not handed to the fallback). */
 static int l_is_open(lua_State *L) {
@@ -2188,7 +2204,7 @@ static const luaL_Reg core_funcs[] = {
   {"connect", l_connect}, {"take", l_take}, {"pool_count", l_pool_count},
   {"ready", l_ready}, {"attach", l_attach}, {"wait_closed", l_wait_closed},
   {"set_fallback", l_set_fallback}, {"is_client", l_is_client},
-  {"is_open", l_is_open}, {"is_closed", l_is_closed},
+  {"is_open", l_is_open}, {"is_closed", l_is_closed}, {"fail", l_fail},
   {"selected_db", l_selected_db}, {"subscriptions", l_subscriptions},
   {"set_push", l_set_push}, {"next_push", l_next_push},
   {"sub_mode", l_sub_mode}, {"sub_next", l_sub_next},

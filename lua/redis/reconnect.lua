@@ -252,6 +252,24 @@ local function fallback(c, op, ...)
   return table.unpack(r, 1, r.n)
 end
 
+-- wait_ready(c, seconds) -> true once c has a usable connection again,
+-- joining the reconnect under way; false when seconds pass first or the
+-- client stopped. (Sentinel resends a write that got READONLY this way.)
+function M.wait_ready(c, seconds)
+  local st = states[c]
+  local deadline = lev.now() + seconds
+  while st and not stopped(c, st) and lev.now() < deadline do
+    if st.status == "ready" and core.is_open(c) then return true end
+    local cyc = st.cycle
+    if cyc then
+      lev.timeout(math.max(0, deadline - lev.now()), cyc.join, cyc)
+    else
+      lev.sleep(0.001) -- the watcher starts the cycle a turn later
+    end
+  end
+  return st ~= nil and st.status == "ready" and core.is_open(c)
+end
+
 -- ---- public ------------------------------------------------------------
 
 -- manage(c, cfg[, opts]): reconnect for client c (ready, connected) as

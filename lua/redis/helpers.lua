@@ -265,12 +265,12 @@ local function make_tx(conn)
   return tx, state
 end
 
--- Leaves the connection with no MULTI and no WATCH: DISCARD ends a MULTI
--- that fn may have opened (and answers an error when there is none),
--- UNWATCH drops the watch. True when the connection is clean.
+-- Leaves the connection with no WATCH. fn cannot have opened a MULTI (tx
+-- refuses MULTI, EXEC and DISCARD), so UNWATCH is all it takes; a DISCARD
+-- without MULTI would be an error reply, which keeps a connection out of
+-- the pool. True when the connection is clean.
 local function abandon(conn)
-  local r = conn:pipeline{ { "DISCARD" }, { "UNWATCH" } }
-  return r ~= nil and r[2][1] == "OK"
+  return conn:cmd("UNWATCH") == "OK"
 end
 
 -- The whole run on conn, a connection that only this run uses. Returns
@@ -360,7 +360,16 @@ function M.transaction(obj, opts, fn, connect)
     error("transaction: retries must be an integer >= 0", 2)
   end
   connect = connect or redis_mod.connect
-  local conn, err, cat = connect(obj.cfg)
+  -- The run's own connection never reconnects: a WATCH does not survive a
+  -- new connection, so MULTI/EXEC there would drop the optimistic check.
+  local cfg = obj.cfg
+  if type(cfg) == "table" and cfg.reconnect then
+    local plain = {}
+    for k, v in pairs(cfg) do plain[k] = v end
+    plain.reconnect = false
+    cfg = plain
+  end
+  local conn, err, cat = connect(cfg)
   if not conn then return nil, err, cat end
   local how = {}
   local r = table.pack(pcall(M.transaction_on, conn, opts, fn, how))

@@ -104,6 +104,10 @@ void conn_set_ext(conn *c, void *ext, void (*ext_free)(void *),
 }
 
 void *conn_ext(const conn *c) { return c->ext; }
+
+int conn_owned_by(const conn *c, const conn_callbacks *cb) {
+  return c->cb == cb;
+}
 const char *conn_error(const conn *c) { return c->errmsg; }
 int conn_errcode(const conn *c) { return c->errcode; }
 int conn_usable(const conn *c) {

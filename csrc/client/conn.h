@@ -118,6 +118,8 @@ int conn_open_fd(conn *c, uv_os_sock_t fd);
 
 void conn_set_owner(conn *c, const conn_callbacks *cb, void *data);
 void *conn_data(const conn *c);
+/* Are cb the callbacks installed? (Whose conn is it.) */
+int conn_owned_by(const conn *c, const conn_callbacks *cb);
 
 /* What travels with the connection whoever owns it (the client-side
  * cache): ext is freed with ext_free when the conn is released (or

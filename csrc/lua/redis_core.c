@@ -886,13 +886,30 @@ static int classify(lclient *lc, const cmdinfo *ci, conn_cmd *cmd,
   return CLASS_OK;
 }
 
+#define ABANDONED "connection closed: a command pending on it was " \
+                  "abandoned (lev.timeout)"
+
 static void cancel_slot(lev_task *t, void *data) {
   conn *c = (conn *)data;
+  rctx *rc;
   /* The reply it waits for may never come (BLPOP q 0) and, if it comes,
    * must not go to a later command: the connection goes, as on the
-   * client's own timeout. */
-  conn_abandon(c, t, LEVR_ECLOSED, "connection closed: a command pending "
-               "on it was abandoned (lev.timeout)");
+   * client's own timeout (conn_abandon says when). A connect abandoned in
+   * its handshake (AUTH, SELECT: the client is not ready) is of no use to
+   * anyone: closed at once, not left to the collector. */
+  if (conn_owned_by(c, &callbacks)) {
+    lclient *lc = (lclient *)conn_data(c);
+    rc = lc->rc;
+    busy_enter(rc);
+    conn_abandon(c, t, LEVR_ECLOSED, ABANDONED);
+    if (!lc->ready && lc->c == c)
+      conn_fail(c, LEVR_ECLOSED, ABANDONED);
+  } else {
+    rc = (rctx *)conn_data(c);
+    busy_enter(rc);
+    conn_abandon(c, t, LEVR_ECLOSED, ABANDONED);
+  }
+  busy_exit(rc);
 }
 
 static const char *refusal(int class) {

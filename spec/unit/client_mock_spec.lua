@@ -6,6 +6,7 @@ local lev = require("lev")
 local redis = require("redis")
 local core = require("redis.core")
 local mh = require("mock_helper")
+local mock = require("redis.mock")
 
 local with_mock, addr = mh.with_mock, mh.addr
 
@@ -169,6 +170,111 @@ describe("seams for reconnect", function()
                     { true, "read" } }, calls)
       core.set_fallback(c, nil)
       assert.same({ nil, "closed", "closed" }, { c:cmd("PING") })
+    end)
+  end)
+end)
+
+-- The client's error paths, driven by the mock's fault scripting.
+describe("the client against a misbehaving server (redis.mock rules)",
+         function()
+  after_each(mh.assert_clean)
+
+  local function connect(srv, extra)
+    local cfg = { host = "127.0.0.1", port = srv:port() }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    return assert(redis.connect(cfg))
+  end
+
+  it("split: a reply written a byte at a time is the same reply", function()
+    with_mock(function(srv)
+      local c = connect(srv)
+      c:cmd("RPUSH", "l", "a", "bb", "ccc")
+      srv:script{ command = "LRANGE", split = 1, times = 1 }
+      assert.same({ "a", "bb", "ccc" }, c:cmd("LRANGE", "l", 0, -1))
+      srv:script{ command = "GET", split = 3, times = 2 }
+      c:cmd("SET", "k", string.rep("x", 100))
+      local r = c:pipeline{ { "GET", "k" }, { "GET", "k" }, { "PING" } }
+      assert.same({ { string.rep("x", 100) }, { string.rep("x", 100) },
+                    { "PONG" } }, r)
+      c:close(true)
+    end)
+  end)
+
+  it("cut: a reply cut in the middle fails every pending command with "
+     .. "eof, and the client is closed", function()
+    with_mock(function(srv)
+      local c = connect(srv)
+      c:cmd("SET", "k", string.rep("x", 100))
+      srv:script{ command = "GET", close_after = 20, times = 1 }
+      local behind = lev.spawn(function() return c:cmd("PING") end)
+      assert.same({ nil, "connection closed by server", "eof" },
+                  { c:cmd("GET", "k") })
+      assert.same({ true, nil, "connection closed by server", "eof" },
+                  { behind:join() })
+      assert.same({ nil, "closed", "closed" }, { c:cmd("PING") })
+      c:close(true)
+    end)
+  end)
+
+  it("garbage: bytes that are not RESP fail the connection with a "
+     .. "protocol error", function()
+    with_mock(function(srv)
+      local c = connect(srv)
+      srv:script{ command = "GET", garbage = "?what\r\n", times = 1 }
+      local v, err, cat = c:cmd("GET", "k")
+      assert.is_nil(v)
+      assert.matches("^protocol error", err)
+      assert.equal("protocol", cat)
+      assert.same({ nil, "closed", "closed" }, { c:cmd("PING") })
+      c:close(true)
+    end)
+  end)
+
+  it("silence: a reply that never comes ends in the client's timeout, "
+     .. "and the connection is not used again", function()
+    with_mock(function(srv)
+      local c = connect(srv, { timeout = 0.1 })
+      srv:script{ command = "GET", silent = true, times = 1 }
+      assert.same({ nil, "timeout", "timeout" }, { c:cmd("GET", "k") })
+      assert.same({ nil, "closed", "closed" }, { c:cmd("PING") })
+      c:close(true)
+    end)
+  end)
+
+  it("delay: a slow reply within the timeout arrives, and each task gets "
+     .. "its own", function()
+    with_mock(function(srv)
+      local c = connect(srv, { timeout = 1 })
+      srv:script{ command = "ECHO", delay = 0.05, times = 3 }
+      local t = {}
+      for i = 1, 3 do
+        t[i] = lev.spawn(function() return c:cmd("ECHO", "e" .. i) end)
+      end
+      for i = 1, 3 do assert.same({ true, "e" .. i }, { t[i]:join() }) end
+      c:close(true)
+    end)
+  end)
+
+  it("an error reply fails only its command (category redis)", function()
+    with_mock(function(srv)
+      local c = connect(srv)
+      srv:script{ command = "GET", reply = mock.error("ERR nope"), times = 1 }
+      assert.same({ nil, "ERR nope", "redis" }, { c:cmd("GET", "k") })
+      assert.equal("PONG", c:ping())
+      c:close(true)
+    end)
+  end)
+
+  it("an unsolicited reply on an idle pooled connection drops it from "
+     .. "the pool", function()
+    with_mock(function(srv)
+      local cfg = { host = "127.0.0.1", port = srv:port() }
+      local c = connect(srv)
+      c:close()
+      assert.equal(1, redis.pool_size(cfg))
+      srv:connections()[1]:push("surprise")
+      lev.sleep(0.05)
+      assert.equal(0, redis.pool_size(cfg))
     end)
   end)
 end)

@@ -465,6 +465,8 @@ void cache_fill_end(cache *k, const resp_reply *r, uint64_t now_ms) {
     }
   /* The key node must outlive make_room: the fill still holds it. */
   make_room(k, charge);
+  if (k->st.bytes + charge > k->max_bytes)
+    goto done; /* key nodes of reads in flight fill what is left */
   e = (entry *)malloc(sizeof(entry) + f->cmdlen + nodes_sz + r->bytes);
   if (!e)
     goto done;

@@ -20,9 +20,6 @@
 static const char ctx_key = 'c';   /* registry: the ctx userdata */
 #define TASK_MT "lev.task"
 
-/* lev_tcp.c: 1 when the loop waits only for reads between lev.tcp streams
- * of this process (see stall_confirmed). */
-
 /* ---- context ---------------------------------------------------------- */
 
 lev_ctx *lev_ctx_get(lua_State *L) {
@@ -373,9 +370,46 @@ static uv_loop_t *api_loop(lev_ctx *ctx) { return &ctx->loop; }
 static lua_State *api_thread(lev_task *t) { return t->co; }
 static double api_now(lev_ctx *ctx) { return (double)uv_hrtime() / 1e9; }
 
+static int api_unpark(lev_task *t) {
+  if (t->state != TASK_PARKED)
+    return 0;
+  t->state = TASK_RUNNING;
+  t->cancel = NULL;
+  t->cancel_data = NULL;
+  return 1;
+}
+static int api_closing(lev_ctx *ctx) { return ctx->closing; }
+static lua_State *api_state(lev_ctx *ctx) { return ctx->L; }
+
+static void api_stall_probe(lev_ctx *ctx, lev_stall_fn fn, void *data) {
+  int i, free_slot = -1;
+  for (i = 0; i < 4; i++) {
+    if (ctx->probes[i].fn && ctx->probes[i].data == data) {
+      ctx->probes[i].fn = fn; /* replaced, or removed with NULL */
+      return;
+    }
+    if (!ctx->probes[i].fn && free_slot < 0)
+      free_slot = i;
+  }
+  if (fn && free_slot >= 0) {
+    ctx->probes[free_slot].fn = fn;
+    ctx->probes[free_slot].data = data;
+  }
+}
+
+/* Does any registered probe say the loop can never make progress? */
+static int stalled(lev_ctx *ctx) {
+  int i;
+  for (i = 0; i < 4; i++)
+    if (ctx->probes[i].fn && ctx->probes[i].fn(ctx->probes[i].data))
+      return 1;
+  return 0;
+}
+
 static const lev_api the_api = {
   LEV_API_VERSION, lev_ctx_get, api_loop, api_current, lev_task_check,
-  lev_task_park, api_thread, lev_task_wake, api_defer, api_undefer, api_now
+  lev_task_park, api_thread, lev_task_wake, api_defer, api_undefer, api_now,
+  lev_task_spawn, api_unpark, api_closing, api_state, api_stall_probe
 };
 
 /* ---- lev.run ---------------------------------------------------------- */
@@ -430,7 +464,7 @@ static int stall_confirmed(lev_ctx *ctx) {
   /* Loopback bytes are usually in the peer's socket by the time write()
    * returns: a poll that does not block sees them. */
   loop_run(ctx, UV_RUN_NOWAIT);
-  if (ctx->ready_head || ctx->ndefer || !lev_tcp_stalled(ctx))
+  if (ctx->ready_head || ctx->ndefer || !stalled(ctx))
     return 0;
   grace = (uv_timer_t *)malloc(sizeof(*grace));
   if (!grace)
@@ -439,7 +473,7 @@ static int stall_confirmed(lev_ctx *ctx) {
   uv_timer_start(grace, on_grace_timer, 50, 0);
   loop_run(ctx, UV_RUN_ONCE);
   uv_close((uv_handle_t *)grace, on_timer_closed);
-  return !ctx->ready_head && ctx->ndefer == 0 && lev_tcp_stalled(ctx);
+  return !ctx->ready_head && ctx->ndefer == 0 && stalled(ctx);
 }
 
 enum { RUN_OK, RUN_DEADLOCK, RUN_STALLED };
@@ -476,7 +510,7 @@ static int l_run(lua_State *L) {
       loop_run(ctx, UV_RUN_NOWAIT);
       continue;
     }
-    if (lev_tcp_stalled(ctx)) {
+    if (stalled(ctx)) {
       if (stall_confirmed(ctx)) {
         how = RUN_STALLED;
         break;
@@ -893,7 +927,7 @@ int luaopen_lev(lua_State *L) {
   luaL_newlibtable(L, lev_funcs);
   lua_pushlightuserdata(L, ctx);
   luaL_setfuncs(L, lev_funcs, 1);
-  luaopen_lev_tcp(L, ctx);
+  luaopen_lev_tcp(L, &the_api, ctx);
   lua_setfield(L, -2, "tcp");
   return 1;
 }

@@ -32,6 +32,10 @@ typedef struct lev_task lev_task;
 typedef void (*lev_cancel_fn)(lev_task *task, void *data);
 /* Runs after each batch of ready tasks, before the loop polls. */
 typedef void (*lev_flush_fn)(void *data);
+/* A stall probe: 1 when the I/O the loop still waits for can never
+ * complete (say, reads between two streams of this very process, neither
+ * of them writing), so lev.run reports a deadlock instead of hanging. */
+typedef int (*lev_stall_fn)(void *data);
 
 typedef struct lev_api {
   int version;
@@ -61,6 +65,21 @@ typedef struct lev_api {
   void (*undefer)(lev_ctx *ctx, void *data, int *armed);
   /* Monotonic time in seconds (uv_hrtime: not the loop's cached time). */
   double (*now)(lev_ctx *ctx);
+  /* Makes a task running the function at the top of L's stack below its
+   * nargs arguments, and queues it; pops them. A daemon task does not keep
+   * lev.run alive (connection handlers). */
+  lev_task *(*spawn)(lev_ctx *ctx, lua_State *L, int nargs, int daemon);
+  /* Undoes park() when the C function fails before it yields; returns 0
+   * when the task was woken meanwhile (then it must yield after all). */
+  int (*unpark)(lev_task *task);
+  /* 1 while the Lua state is being closed: no Lua code may run then, and
+   * registry references need not be released. */
+  int (*closing)(lev_ctx *ctx);
+  /* A thread of the state, usable at any time for the registry. */
+  lua_State *(*state)(lev_ctx *ctx);
+  /* Registers (fn non-NULL) or removes a stall probe for data; lev.run
+   * asks every probe before it would poll forever. */
+  void (*stall_probe)(lev_ctx *ctx, lev_stall_fn fn, void *data);
 } lev_api;
 
 /* The one shape of a failure returned to Lua: nil, text, category.

@@ -1,4 +1,5 @@
-/* lev internals shared by lev.c (runtime) and lev_tcp.c (streams). */
+/* lev internals: the runtime's structs (lev.c only; lev_tcp.c, like
+ * redis.core, uses lev.h's API). */
 #ifndef LEVR_LEV_CORE_H
 #define LEVR_LEV_CORE_H
 
@@ -49,7 +50,8 @@ struct lev_ctx {
   lev_deferred *defer;
   int ndefer, capdefer;
   int closing;
-  void *tcp;             /* lev_tcp.c's state (the registry owns it) */
+  /* Stall probes (lev.h lev_stall_fn), registered by modules. */
+  struct { lev_stall_fn fn; void *data; } probes[4];
 };
 
 lev_ctx *lev_ctx_get(lua_State *L);
@@ -60,9 +62,7 @@ void lev_task_wake(lev_task *t, int nvalues);
  * above it) and queues it; pops them. Returns the task; pushes nothing. */
 lev_task *lev_task_spawn(lev_ctx *ctx, lua_State *L, int nargs, int daemon);
 
-int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx);
-/* True when the only I/O left is reads between lev.tcp streams of this
- * process with nothing in flight: waiting would never end. */
-int lev_tcp_stalled(lev_ctx *ctx);
+/* lev_tcp.c: pushes the lev.tcp table. */
+int luaopen_lev_tcp(lua_State *L, const lev_api *api, lev_ctx *ctx);
 
 #endif

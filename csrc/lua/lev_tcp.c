@@ -13,15 +13,27 @@
  * Established streams are kept in a per-state list and paired with their
  * other end when that end is a stream of this process too, so that lev.run
  * can tell a wait that nothing can ever satisfy (both ends only reading)
- * from an ordinary network wait: see lev_tcp_stalled.
+ * from an ordinary network wait: tcp_stalled is registered as a stall
+ * probe (lev.h).
+ *
+ * Like redis.core, this file uses lev only through lev.h's API (the api
+ * pointer below), never the runtime's structs. Failures go through one
+ * helper, tcp_fail, with an err.h code; lev.tcp's documented results are
+ * nil, text (the specs pin them), so the category is not pushed yet.
  */
-#include "lev_core.h"
+#include "lev.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "stream.h"
 #include "tls_opts.h"
+
+/* lev.so's API table: the same for every Lua state. */
+static const lev_api *api;
+
+int luaopen_lev_tcp(lua_State *L, const lev_api *a, lev_ctx *ctx);
 
 #define STREAM_MT "lev.tcp.stream"
 #define SERVER_MT "lev.tcp.server"
@@ -35,6 +47,7 @@ typedef struct lstream lstream;
 /* Per lua_State; a userdata anchored in the registry (freed after every
  * finaliser has run, so streams may unlink themselves until the end). */
 typedef struct tcp_state {
+  lev_ctx *ctx;
   lstream *established;  /* open streams with known endpoints */
   int pairs;             /* in-process connections (both ends ours) */
 } tcp_state;
@@ -148,13 +161,17 @@ static void count_live(uv_handle_t *h, void *arg) {
  * name lookup; of any module) is in flight: then no byte can ever arrive.
  * Free unless the process talks to itself over lev.tcp; then a walk over
  * the handles. */
-int lev_tcp_stalled(lev_ctx *ctx) {
-  tcp_state *st = (tcp_state *)ctx->tcp; /* checked before every poll */
+static int tcp_stalled(void *data) {
+  tcp_state *st = (tcp_state *)data; /* checked before every poll */
+  uv_loop_t *loop;
   lstream *ls;
   unsigned live = 0, reading = 0;
-  if (!st || st->pairs == 0 || ctx->loop.active_reqs.count != 0)
+  if (st->pairs == 0)
     return 0;
-  uv_walk(&ctx->loop, count_live, &live);
+  loop = api->loop(st->ctx);
+  if (loop->active_reqs.count != 0)
+    return 0;
+  uv_walk(loop, count_live, &live);
   for (ls = st->established; ls; ls = ls->next) {
     uv_handle_t *h = (uv_handle_t *)&ls->s.tcp;
     if (ls->twin && !ls->twin->closed && uv_is_active(h) && uv_has_ref(h))
@@ -170,7 +187,7 @@ static void ls_maybe_free(lstream *ls, lua_State *L) {
   if (ls->has_ud || !ls->handle_closed || ls->timer)
     return;
   ls_untrack(ls);
-  if (ls->write_ref != LUA_NOREF && !ls->ctx->closing)
+  if (ls->write_ref != LUA_NOREF && !api->closing(ls->ctx))
     luaL_unref(L, LUA_REGISTRYINDEX, ls->write_ref);
   free(ls->rbuf);
   free(ls);
@@ -179,14 +196,14 @@ static void ls_maybe_free(lstream *ls, lua_State *L) {
 static void ls_on_closed(stream *s) {
   lstream *ls = (lstream *)s->data;
   ls->handle_closed = 1;
-  ls_maybe_free(ls, ls->ctx->L);
+  ls_maybe_free(ls, api->state(ls->ctx));
 }
 
 static void ls_timer_closed(uv_handle_t *h) {
   lstream *ls = (lstream *)h->data;
   free(h);
   ls->timer = NULL;
-  ls_maybe_free(ls, ls->ctx->L);
+  ls_maybe_free(ls, api->state(ls->ctx));
 }
 
 static void ls_stop_timer(lstream *ls) {
@@ -209,11 +226,31 @@ static lstream *ls_new(lev_ctx *ctx, tcp_state *st) {
   ls->st = st;
   ls->write_ref = LUA_NOREF;
   ls->s.data = ls;
-  if (stream_init(&ctx->loop, &ls->s) != 0) {
+  if (stream_init(api->loop(ctx), &ls->s) != 0) {
     free(ls);
     return NULL;
   }
   return ls;
+}
+
+/* The one shape of a lev.tcp failure: nil, text. err (an err.h code) is
+ * what the category will be once lev.tcp's results carry one. */
+static int tcp_fail(lua_State *L, const char *text, int err) {
+  (void)err;
+  lua_pushnil(L);
+  lua_pushstring(L, text);
+  return 2;
+}
+
+/* Wakes t with tcp_fail's values. */
+static void wake_fail(lev_task *t, const char *text, int err) {
+  api->wake(t, tcp_fail(api->thread(t), text, err));
+}
+
+/* The category of a stream error code. */
+static int stream_err(int status) {
+  return status == UV_ETIMEDOUT ? LEVR_ETIMEOUT
+       : status == UV_ECANCELED ? LEVR_ECLOSED : LEVR_EIO;
 }
 
 /* Wakes whoever waits on the stream with nil, text. */
@@ -221,9 +258,7 @@ static void ls_fail_waiters(lstream *ls, const char *text) {
   lev_task *t;
   if ((t = ls->reader) != NULL) {
     ls->reader = NULL;
-    lua_pushnil(t->co);
-    lua_pushstring(t->co, text);
-    lev_task_wake(t, 2);
+    wake_fail(t, text, LEVR_ECLOSED);
   }
 }
 
@@ -246,18 +281,18 @@ static void ls_on_connected(stream *s, int status) {
   ls_stop_timer(ls);
   if (!t || status != 0) {
     if (t) {
-      lua_pushnil(t->co);
-      lua_pushstring(t->co, ls->timed_out ? "timeout"
-                                          : stream_strerror(s, status));
-      lev_task_wake(t, 2);
+      if (ls->timed_out)
+        wake_fail(t, "timeout", LEVR_ETIMEOUT);
+      else
+        wake_fail(t, stream_strerror(s, status), stream_err(status));
     }
     ls->closed = 1;
     stream_close(s, ls_on_closed);
     return;
   }
   ls_track(ls);
-  push_stream(t->co, ls);
-  lev_task_wake(t, 1);
+  push_stream(api->thread(t), ls);
+  api->wake(t, 1);
 }
 
 static void ls_on_connect_timeout(uv_timer_t *h) {
@@ -303,14 +338,12 @@ static int l_connect(lua_State *L) {
     lua_getfield(L, 3, "ssl"); /* stays: it anchors the strings in tcfg */
     want_tls = tls_opts_read(L, -1, 3, &tcfg, &tls.server_name);
   }
-  t = lev_task_check(ctx, L, "lev.tcp.connect");
+  t = api->check(ctx, L, "lev.tcp.connect");
   if (want_tls) {
     char err[256];
-    if (tls_ctx_new(&tls.ctx, &tcfg, err, sizeof(err)) != TLS_OK) {
-      lua_pushnil(L);
-      lua_pushstring(L, err[0] ? err : "ssl: cannot create a context");
-      return 2;
-    }
+    if (tls_ctx_new(&tls.ctx, &tcfg, err, sizeof(err)) != TLS_OK)
+      return tcp_fail(L, err[0] ? err : "ssl: cannot create a context",
+                      LEVR_EIO);
     tlsp = &tls;
   }
   ls = ls_new(ctx, st);
@@ -323,23 +356,22 @@ static int l_connect(lua_State *L) {
   if (tlsp)
     tls_ctx_unref(tls.ctx); /* the session holds its own reference */
   if (r != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, stream_strerror(&ls->s, r));
+    tcp_fail(L, stream_strerror(&ls->s, r), stream_err(r));
     ls->closed = 1;
     stream_close(&ls->s, ls_on_closed);
-    return 2;
+    return 3;
   }
   if (timeout > 0) {
     ls->timer = (uv_timer_t *)malloc(sizeof(uv_timer_t));
     if (ls->timer) {
-      uv_timer_init(&ctx->loop, ls->timer);
+      uv_timer_init(api->loop(ctx), ls->timer);
       ls->timer->data = ls;
       uv_timer_start(ls->timer, ls_on_connect_timeout,
                      (uint64_t)(timeout * 1000 + 0.5), 0);
     }
   }
   ls->connector = t;
-  lev_task_park(t, cancel_connect, ls);
+  api->park(t, cancel_connect, ls);
   return lua_yield(L, 0);
 }
 
@@ -367,15 +399,13 @@ static void ls_on_read(stream *s, ssize_t n) {
   if (!t)
     return;
   if (n > 0) {
-    lua_pushlstring(t->co, ls->rbuf, (size_t)n);
-    lev_task_wake(t, 1);
+    lua_pushlstring(api->thread(t), ls->rbuf, (size_t)n);
+    api->wake(t, 1);
   } else if (n == UV_EOF) {
-    lua_pushnil(t->co);
-    lev_task_wake(t, 1);
+    lua_pushnil(api->thread(t));
+    api->wake(t, 1);
   } else {
-    lua_pushnil(t->co);
-    lua_pushstring(t->co, stream_strerror(s, (int)n));
-    lev_task_wake(t, 2);
+    wake_fail(t, stream_strerror(s, (int)n), stream_err((int)n));
   }
 }
 
@@ -395,21 +425,16 @@ static int ls_read(lua_State *L) {
   lstream *ls = check_open(L);
   lev_task *t;
   int r;
-  if (!ls) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
-  }
-  t = lev_task_check(ls->ctx, L, "stream:read");
+  if (!ls)
+    return tcp_fail(L, "closed", LEVR_ECLOSED);
+  t = api->check(ls->ctx, L, "stream:read");
   if (ls->eof) {
     lua_pushnil(L);
     return 1;
   }
-  if (ls->err) {
-    lua_pushnil(L);
-    lua_pushstring(L, stream_strerror(&ls->s, ls->err));
-    return 2;
-  }
+  if (ls->err)
+    return tcp_fail(L, stream_strerror(&ls->s, ls->err),
+                    stream_err(ls->err));
   if (ls->reader)
     return luaL_error(L, "stream:read: another task is already reading");
   /* The reader is registered and parked first: stream_read_start may hand
@@ -418,16 +443,11 @@ static int ls_read(lua_State *L) {
    * the values pushed for it are on this stack and become read()'s
    * results when the scheduler resumes it. */
   ls->reader = t;
-  lev_task_park(t, cancel_read, ls);
+  api->park(t, cancel_read, ls);
   r = stream_read_start(&ls->s, ls_alloc, ls_on_read);
-  if (r != 0 && ls->reader == t && t->state == TASK_PARKED) {
+  if (r != 0 && ls->reader == t && api->unpark(t)) {
     ls->reader = NULL;
-    t->state = TASK_RUNNING;
-    t->cancel = NULL;
-    t->cancel_data = NULL;
-    lua_pushnil(L);
-    lua_pushstring(L, stream_strerror(&ls->s, r));
-    return 2;
+    return tcp_fail(L, stream_strerror(&ls->s, r), stream_err(r));
   }
   return lua_yield(L, 0);
 }
@@ -436,18 +456,16 @@ static void ls_on_written(stream *s, int status) {
   lstream *ls = (lstream *)s->data;
   lev_task *t = ls->writer;
   ls->writer = NULL;
-  if (!ls->ctx->closing)
-    luaL_unref(ls->ctx->L, LUA_REGISTRYINDEX, ls->write_ref);
+  if (!api->closing(ls->ctx))
+    luaL_unref(api->state(ls->ctx), LUA_REGISTRYINDEX, ls->write_ref);
   ls->write_ref = LUA_NOREF;
   if (!t)
     return;
   if (status == 0) {
-    lua_pushboolean(t->co, 1);
-    lev_task_wake(t, 1);
+    lua_pushboolean(api->thread(t), 1);
+    api->wake(t, 1);
   } else {
-    lua_pushnil(t->co);
-    lua_pushstring(t->co, stream_strerror(s, status));
-    lev_task_wake(t, 2);
+    wake_fail(t, stream_strerror(s, status), stream_err(status));
   }
 }
 
@@ -461,12 +479,9 @@ static int ls_write(lua_State *L) {
   const char *p = luaL_checklstring(L, 2, &len);
   lev_task *t;
   int r;
-  if (!ls) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
-  }
-  t = lev_task_check(ls->ctx, L, "stream:write");
+  if (!ls)
+    return tcp_fail(L, "closed", LEVR_ECLOSED);
+  t = api->check(ls->ctx, L, "stream:write");
   if (stream_writing(&ls->s))
     return luaL_error(L, "stream:write: a write is already in progress "
                       "(another task is writing, or a write was abandoned)");
@@ -479,15 +494,12 @@ static int ls_write(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (r < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, stream_strerror(&ls->s, r));
-    return 2;
-  }
+  if (r < 0)
+    return tcp_fail(L, stream_strerror(&ls->s, r), stream_err(r));
   lua_pushvalue(L, 2);
   ls->write_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ls->writer = t;
-  lev_task_park(t, cancel_write, ls);
+  api->park(t, cancel_write, ls);
   return lua_yield(L, 0);
 }
 
@@ -537,11 +549,8 @@ static int ls_peer(lua_State *L) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   char out[80];
-  if (!ls || uv_tcp_getpeername(&ls->s.tcp, (struct sockaddr *)&ss, &len)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
-  }
+  if (!ls || uv_tcp_getpeername(&ls->s.tcp, (struct sockaddr *)&ss, &len))
+    return tcp_fail(L, "closed", LEVR_ECLOSED);
   format_addr(&ss, out, sizeof(out));
   lua_pushstring(L, out);
   return 1;
@@ -572,7 +581,7 @@ static void srv_close(lserver *srv, lua_State *L) {
   if (srv->closed)
     return;
   srv->closed = 1;
-  if (!srv->ctx->closing)
+  if (!api->closing(srv->ctx))
     luaL_unref(L, LUA_REGISTRYINDEX, srv->handler_ref);
   srv->handler_ref = LUA_NOREF;
   uv_close((uv_handle_t *)&srv->tcp, srv_on_closed);
@@ -581,9 +590,9 @@ static void srv_close(lserver *srv, lua_State *L) {
 static void srv_on_connection(uv_stream_t *h, int status) {
   lserver *srv = (lserver *)h->data;
   lev_ctx *ctx = srv->ctx;
-  lua_State *L = ctx->L;
+  lua_State *L = api->state(ctx);
   lstream *ls;
-  if (status != 0 || srv->closed || ctx->closing)
+  if (status != 0 || srv->closed || api->closing(ctx))
     return;
   ls = ls_new(ctx, srv->st);
   if (!ls)
@@ -597,7 +606,7 @@ static void srv_on_connection(uv_stream_t *h, int status) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &wrapper_key);
   lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
   push_stream(L, ls);
-  lev_task_spawn(ctx, L, 2, 1);
+  api->spawn(ctx, L, 2, 1);
 }
 
 static int resolve_bind(lua_State *L, const char *host, int port,
@@ -617,7 +626,8 @@ static int resolve_bind(lua_State *L, const char *host, int port,
   snprintf(portstr, sizeof(portstr), "%d", port);
   /* A NULL callback makes uv_getaddrinfo synchronous: listen() is rare and
    * usually given a literal address. */
-  r = uv_getaddrinfo(&lev_ctx_get(L)->loop, &req, NULL, host, portstr, &hints);
+  r = uv_getaddrinfo(api->loop(api->ctx(L)), &req, NULL, host, portstr,
+                     &hints);
   if (r != 0)
     return r;
   res = req.addrinfo;
@@ -638,9 +648,8 @@ static int l_listen(lua_State *L) {
   memset(&ss, 0, sizeof(ss));
   r = resolve_bind(L, host, (int)port, &ss);
   if (r != 0) {
-    lua_pushnil(L);
     lua_pushfstring(L, "dns: %s", uv_strerror(r));
-    return 2;
+    return tcp_fail(L, lua_tostring(L, -1), LEVR_EIO);
   }
   srv = (lserver *)calloc(1, sizeof(*srv));
   if (!srv)
@@ -648,7 +657,7 @@ static int l_listen(lua_State *L) {
   srv->ctx = ctx;
   srv->st = (tcp_state *)lua_touserdata(L, lua_upvalueindex(2));
   srv->handler_ref = LUA_NOREF;
-  uv_tcp_init(&ctx->loop, &srv->tcp);
+  uv_tcp_init(api->loop(ctx), &srv->tcp);
   srv->tcp.data = srv;
   r = uv_tcp_bind(&srv->tcp, (const struct sockaddr *)&ss, 0);
   if (r == 0)
@@ -656,9 +665,7 @@ static int l_listen(lua_State *L) {
   if (r != 0) {
     srv->closed = 1;
     uv_close((uv_handle_t *)&srv->tcp, srv_on_closed);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(r));
-    return 2;
+    return tcp_fail(L, uv_strerror(r), LEVR_EIO);
   }
   uv_unref((uv_handle_t *)&srv->tcp);
   lua_pushvalue(L, 3);
@@ -749,8 +756,9 @@ static const char wrapper_src[] =
   "local guard <close> = stream\n"
   "return handler(stream)\n";
 
-int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx) {
+int luaopen_lev_tcp(lua_State *L, const lev_api *a, lev_ctx *ctx) {
   tcp_state *st;
+  api = a;
   new_class(L, STREAM_MT, stream_methods, ls_gc, ls_tostring);
   new_class(L, SERVER_MT, server_methods, srv_gc, srv_tostring);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
@@ -758,6 +766,7 @@ int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx) {
   lua_pop(L, 1);
   if (!st) {
     st = (tcp_state *)lua_newuserdatauv(L, sizeof(*st), 0);
+    st->ctx = ctx;
     st->established = NULL;
     st->pairs = 0;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key); /* owns st */
@@ -766,7 +775,7 @@ int luaopen_lev_tcp(lua_State *L, lev_ctx *ctx) {
       return lua_error(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &wrapper_key);
   }
-  ctx->tcp = st;
+  api->stall_probe(ctx, tcp_stalled, st);
   lua_newtable(L);
   lua_pushlightuserdata(L, ctx);
   lua_pushlightuserdata(L, st);

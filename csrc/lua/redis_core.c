@@ -519,7 +519,9 @@ static void wake_pushwaiter(lclient *lc) {
   lc->rc->api->wake(t, 0); /* next_push's nothing: closed */
 }
 
-/* Pops the oldest queued push onto L (its value), or returns 0. */
+/* Pops the oldest queued push onto L, tagged as read() gives it
+ * ({ type = "push", value = ... }), or returns 0. Allocates nothing: it
+ * runs in a callback too. */
 static int pop_push(lclient *lc, lua_State *L) {
   if (lc->ptail <= lc->phead || !lua_checkstack(L, 3))
     return 0;
@@ -527,9 +529,7 @@ static int pop_push(lclient *lc, lua_State *L) {
   lua_rawgeti(L, -1, ++lc->phead);
   lua_pushnil(L);
   lua_rawseti(L, -3, lc->phead);
-  lua_getfield(L, -1, "value");
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_replace(L, -2);
   if (lc->phead == lc->ptail)
     lc->phead = lc->ptail = 0;
   return 1;
@@ -1845,8 +1845,9 @@ static void cancel_nextpush(lev_task *t, void *data) {
     lc->pushwaiter = NULL;
 }
 
-/* core.next_push(client) -> push (an array), or nothing once the client
- * was closed. Parks until one arrives; one task at a time. */
+/* core.next_push(client) -> { type = "push", value = array }, or nothing
+ * once the client was closed. Parks until one arrives; one task at a
+ * time. */
 static int l_next_push(lua_State *L) {
   lclient *lc = check_client(L);
   rctx *rc = up_rctx(L);

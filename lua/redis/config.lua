@@ -1,7 +1,8 @@
 -- redis.config: validates and normalizes redis.connect's config.
 --
--- One place, one table of rules (STYLE 21). A config that breaks a rule is
--- not an exception: normalize returns nil, "invalid config: <field> ...".
+-- One place, one table of rules (docs/CONVENTIONS.md, "Config"). A config
+-- that breaks a rule is not an exception: normalize returns
+-- nil, "invalid config: <field> ...".
 
 local M = {}
 

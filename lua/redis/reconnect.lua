@@ -131,6 +131,11 @@ local function cycle(c, st)
     end
     if fresh then
       local ok, err = st.restore(fresh, c)
+      if ok and not core.is_open(fresh) then
+        -- It failed after its last reply (the loop saw the end of the
+        -- stream meanwhile): that attempt failed too.
+        ok, err = nil, "connection lost before it was ready"
+      end
       if ok and not stopped(c, st) then
         -- Pooled (on close) under the key of the database it is on.
         core.ready(fresh, config.pool_key(cfg, proto ~= cfg.protocol, db),
@@ -186,9 +191,9 @@ end
 local function dispatch(c, st)
   local inflight = {}
   while st.counts.push and st.counts.push > 0 do
-    local v = core.next_push(c)
-    if v == nil then break end -- the client was closed
-    for _, t in ipairs(emit(st, "push", v) or {}) do
+    local item = core.next_push(c)
+    if item == nil then break end -- the client was closed
+    for _, t in ipairs(emit(st, "push", item.value) or {}) do
       inflight[#inflight + 1] = t
     end
     if #inflight >= PUSH_INFLIGHT then

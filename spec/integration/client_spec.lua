@@ -1,5 +1,6 @@
 -- The client against a real redis-server (started by the test run; see
--- spec/support/int_helper.lua). Section numbers follow CONTRACT.md.
+-- spec/support/int_helper.lua). The sections follow the README's API
+-- sections.
 
 local h = require("int_helper")
 local lev = require("lev")
@@ -14,18 +15,7 @@ local function fails(text, ok, err)
   assert.equal(text, err)
 end
 
-local function fails_like(pattern, ok, err)
-  assert.is_nil(ok)
-  assert.is_string(err)
-  assert.matches(pattern, err)
-end
-
--- The server's id for a client, which must answer.
-local function client_id(c)
-  local id, err = c:cmd("CLIENT", "ID")
-  assert(math.type(id) == "integer", "CLIENT ID failed: " .. tostring(err))
-  return id
-end
+local fails_like, client_id = h.fails_like, h.client_id
 
 -- pcall's message for a call that must raise.
 local function raised(fn, ...)

@@ -39,13 +39,7 @@ end
 local function cleanup()
   run(function()
     local c = assert(redis.connect(CFG))
-    local cursor = "0"
-    repeat
-      local r = assert(c:cmd("SCAN", cursor, "MATCH", PREFIX .. "*",
-                             "COUNT", 1000))
-      cursor = r[1]
-      if #r[2] > 0 then c:cmd("DEL", table.unpack(r[2])) end
-    until cursor == "0"
+    require("int_helper").delete_prefix(c, PREFIX)
     c:close(true)
   end)
 end

@@ -70,17 +70,8 @@ local function fails(text, ok, err, cat)
   return cat
 end
 
-local function fails_like(pattern, ok, err)
-  assert.is_nil(ok, "expected a failure")
-  assert.is_string(err)
-  assert.matches(pattern, err)
-end
-
-local function client_id(c)
-  local id, err = c:cmd("CLIENT", "ID")
-  assert(math.type(id) == "integer", "CLIENT ID failed: " .. tostring(err))
-  return id
-end
+local fails_like = h.fails_like
+local client_id = h.client_id
 
 -- Empties the pool of one config (inside lev.run).
 local function drain(cfg)

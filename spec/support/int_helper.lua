@@ -182,4 +182,30 @@ function M.settled()
   end)
 end
 
+-- A failure whose text matches pattern: nil, then the text.
+function M.fails_like(pattern, ok, err)
+  local assert = require("luassert")
+  assert.is_nil(ok, "expected a failure")
+  assert.is_string(err)
+  assert.matches(pattern, err)
+end
+
+-- The server's id for a client, which must answer.
+function M.client_id(c)
+  local id, err = c:cmd("CLIENT", "ID")
+  assert(math.type(id) == "integer", "CLIENT ID failed: " .. tostring(err))
+  return id
+end
+
+-- Deletes every key starting with prefix, through client c (SCAN loop).
+function M.delete_prefix(c, prefix)
+  local cursor = "0"
+  repeat
+    local r = assert(c:cmd("SCAN", cursor, "MATCH", prefix .. "*",
+                           "COUNT", 1000))
+    cursor = r[1]
+    if #r[2] > 0 then c:cmd("DEL", table.unpack(r[2])) end
+  until cursor == "0"
+end
+
 return M

@@ -55,4 +55,19 @@ function helper.run_child(code)
   return ok, how, status, out
 end
 
+-- The leak checks specs end with (after_each): no libuv handle and no lev
+-- task left behind, after a full collection; the drained form first gives
+-- parked connection handlers (daemons) a few turns to see their EOF.
+function helper.assert_clean()
+  local assert = require("luassert")
+  local handles, tasks = helper.leftovers()
+  assert.are.equal(0, handles, "live libuv handles left behind")
+  assert.are.equal(0, tasks, "lev tasks left behind")
+end
+
+function helper.assert_clean_drained()
+  helper.drain()
+  helper.assert_clean()
+end
+
 return helper

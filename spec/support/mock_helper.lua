@@ -3,18 +3,11 @@
 local lev = require("lev")
 local mock = require("redis.mock")
 local lev_helper = require("lev_helper")
-local assert = require("luassert")
 
 local M = {}
 
--- No libuv handle and no lev task left behind (after a full collection
--- and after parked server handlers saw their sockets close).
-function M.assert_clean()
-  lev_helper.drain()
-  local handles, tasks = lev_helper.leftovers()
-  assert.are.equal(0, handles, "live libuv handles left behind")
-  assert.are.equal(0, tasks, "lev tasks left behind")
-end
+-- The leak check after each case (with the server handlers drained).
+M.assert_clean = lev_helper.assert_clean_drained
 
 -- Runs fn(srv) inside lev.run on a fresh mock (opts as mock.start's,
 -- optional), and closes the mock afterwards, also when fn raises.

@@ -5,11 +5,7 @@ local helper = require("lev_helper")
 
 local error_of, has = helper.error_of, helper.has
 
-local function assert_clean()
-  local handles, tasks = helper.leftovers()
-  assert.are.equal(0, handles, "live libuv handles left behind")
-  assert.are.equal(0, tasks, "lev tasks left behind")
-end
+local assert_clean = helper.assert_clean
 
 describe("lev.run", function()
   after_each(assert_clean)

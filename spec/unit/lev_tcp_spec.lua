@@ -4,14 +4,9 @@ local helper = require("lev_helper")
 
 local error_of, has = helper.error_of, helper.has
 
-local function assert_clean()
-  -- Handlers are daemons: a run that ends right after its client closed
-  -- leaves them parked; a few more turns let them see EOF and finish.
-  helper.drain()
-  local handles, tasks = helper.leftovers()
-  assert.are.equal(0, handles, "live libuv handles left behind")
-  assert.are.equal(0, tasks, "lev tasks left behind")
-end
+-- Handlers are daemons: a run that ends right after its client closed
+-- leaves them parked; a few more turns let them see EOF and finish.
+local assert_clean = helper.assert_clean_drained
 
 -- Reads exactly n bytes (or fewer at end of stream).
 local function read_n(s, n)

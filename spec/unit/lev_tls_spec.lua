@@ -8,12 +8,7 @@ local helper = require("lev_helper")
 local has = helper.has
 local HOST = "127.0.0.1"
 
-local function assert_clean()
-  helper.drain()
-  local handles, tasks = helper.leftovers()
-  assert.are.equal(0, handles, "live libuv handles left behind")
-  assert.are.equal(0, tasks, "lev tasks left behind")
-end
+local assert_clean = helper.assert_clean_drained
 
 local function fails(text, ok, err)
   assert.is_nil(ok)

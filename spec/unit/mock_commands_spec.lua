@@ -12,11 +12,7 @@ local helper = require("lev_helper")
 
 local NOW = 1700000000000
 
-local function assert_clean()
-  local handles, tasks = helper.leftovers()
-  assert.are.equal(0, handles, "live libuv handles left behind")
-  assert.are.equal(0, tasks, "lev tasks left behind")
-end
+local assert_clean = helper.assert_clean
 
 local function argv_of(step)
   if type(step) == "table" then return step end

@@ -7,22 +7,9 @@ local mock = require("redis.mock")
 local rc = require("resp_client")
 local helper = require("lev_helper")
 
-local function assert_clean()
-  local handles, tasks = helper.leftovers()
-  assert.are.equal(0, handles, "live libuv handles left behind")
-  assert.are.equal(0, tasks, "lev tasks left behind")
-end
+local assert_clean = helper.assert_clean
 
-local function with_mock(opts, fn)
-  if type(opts) == "function" then opts, fn = {}, opts end
-  opts.port = opts.port or 0
-  return lev.run(function()
-    local srv = assert(mock.start(opts))
-    local ok, err = pcall(fn, srv)
-    srv:close()
-    if not ok then error(err, 0) end
-  end)
-end
+local with_mock = require("mock_helper").with_mock
 
 -- The chunks a raw stream receives until EOF or `wait` seconds of quiet.
 local function chunks(stream, wait)

@@ -65,6 +65,8 @@ typedef struct rctx {
   conn **flushq;
   size_t nflush, capflush;
   int flush_armed;
+  unsigned cache_hits;     /* cache hits since one last went round the
+                              loop (CACHE_YIELD_EVERY) */
 } rctx;
 
 enum { PEND_NONE, PEND_CLOSE, PEND_KEEP, PEND_FREE };
@@ -113,6 +115,11 @@ static const conn_callbacks callbacks, orphan_callbacks;
  * whose reply ends a cache fill (aux of a SLOT_CMD without effect;
  * FX_SELECT's aux is a database, >= 0). */
 #define CACHE_FILL_AUX (-2)
+/* A hit returns without a loop turn; every this many hits one goes round
+ * the loop (its task is queued behind the ready ones, after an I/O poll),
+ * so that a loop of hits lets other tasks run and the connection read its
+ * invalidations. */
+#define CACHE_YIELD_EVERY 64
 static void cache_reply(rctx *rc, conn *c, const conn_slot *s,
                         const resp_reply *r);
 
@@ -980,9 +987,9 @@ static void cache_sync_pass(lclient *lc) {
  * (cmd->aux marks a fill), or the number of results of a hit, pushed. The
  * command is already encoded at b->data + start; its name is upper-cased
  * there first, so "get" and "GET" are one entry. */
-static int cache_try(lua_State *L, rctx *rc, conn *c, cache *k,
-                     const char *name, size_t namelen, int nargs, buf *b,
-                     size_t start, conn_cmd *cmd) {
+static int cache_try(lua_State *L, rctx *rc, lev_task *t, conn *c,
+                     cache *k, const char *name, size_t namelen, int nargs,
+                     buf *b, size_t start, conn_cmd *cmd) {
   resp_reply r;
   char *p, *end;
   int st;
@@ -999,9 +1006,18 @@ static int cache_try(lua_State *L, rctx *rc, conn *c, cache *k,
   st = cache_lookup(k, b->data + start, b->len - start, uv_now(rc->loop),
                     &r);
   if (st == CACHE_HIT) {
+    int n;
     conn_cancel(c);
     luaL_checkstack(L, 3, "redis: cmd");
-    return reply_push_result(L, &r);
+    n = reply_push_result(L, &r);
+    if (++rc->cache_hits < CACHE_YIELD_EVERY)
+      return n;
+    /* Round the loop with the values: woken at once, resumed in the next
+     * batch, which comes after a poll of the sockets. */
+    rc->cache_hits = 0;
+    rc->api->park(t, NULL, NULL);
+    rc->api->wake(t, n);
+    return -2 - n; /* the caller yields */
   }
   if (st == CACHE_MISS)
     cmd->aux = CACHE_FILL_AUX;
@@ -1172,10 +1188,12 @@ static int do_cmd(lua_State *L, int sugar) {
       }
     }
   } else if ((k = (cache *)conn_ext(c)) != NULL) {
-    int n = cache_try(L, rc, c, k, name, namelen, top - first + 1, b, start,
-                      &cmd);
+    int n = cache_try(L, rc, t, c, k, name, namelen, top - first + 1, b,
+                      start, &cmd);
     if (n >= 0)
       return n; /* a hit: no round trip */
+    if (n < -1)
+      return lua_yield(L, 0); /* a hit going round the loop */
   }
   err = conn_commit(c, &cmd);
   if (err) {

@@ -330,16 +330,43 @@ describe("cache:", function()
     end)
   end)
 
+  it("lets other tasks run and reads invalidations during a loop that "
+     .. "only hits", function()
+    run(function()
+      local admin = H.connect()
+      local c = H.connect({ protocol = 3, cache = true })
+      admin:cmd("SET", "flag", "waiting")
+      assert.equals("waiting", c:cmd("GET", "flag"))
+      local ran = false
+      lev.spawn(function() ran = true end)
+      local writer = lev.spawn(function()
+        lev.sleep(0.01)
+        admin:cmd("SET", "flag", "done")
+      end)
+      local v, n = nil, 0
+      repeat
+        v = c:cmd("GET", "flag")
+        n = n + 1
+      until v == "done" or n == 10000000
+      assert.equals("done", v)
+      assert.is_true(ran)
+      assert.is_true(c:cache_stats().hits > 0)
+      assert(writer:join())
+      c:close(true)
+      admin:close(true)
+    end)
+  end)
+
   it("does not serve entries older than ttl", function()
     run(function()
       local admin = H.connect()
-      local c = H.connect({ protocol = 3, cache = { ttl = 0.05 } })
+      local c = H.connect({ protocol = 3, cache = { ttl = 0.2 } })
       admin:cmd("SET", "k", "v")
       local before = calls(admin).get
       c:cmd("GET", "k")
       c:cmd("GET", "k")
       assert.equals(before + 1, calls(admin).get)
-      lev.sleep(0.2)
+      lev.sleep(0.5)
       assert.equals("v", c:cmd("GET", "k"))
       assert.equals(before + 2, calls(admin).get)
       c:close(true)

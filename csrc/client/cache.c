@@ -105,33 +105,65 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
 
 /* ---- the list of cached commands ------------------------------------- */
 
-static int upper(int c) { return c >= 'a' && c <= 'z' ? c - 32 : c; }
-
-/* The listed commands by length (contract 17); cache_listed runs per
- * command of a cached client, so a switch on the length and one or a few
- * compares, not a search. */
-static const char *const by_len[11][6] = {
-  [3] = { "GET" },
-  [4] = { "TYPE", "HGET", "HLEN", "LLEN" },
-  [5] = { "HMGET", "SCARD", "ZCARD", "ZRANK" },
-  [6] = { "STRLEN", "EXISTS", "LRANGE", "LINDEX", "ZSCORE", "ZRANGE" },
-  [7] = { "HGETALL", "HEXISTS", "HSTRLEN", "ZMSCORE" },
-  [8] = { "GETRANGE", "SMEMBERS" },
-  [9] = { "SISMEMBER" },
-  [10] = { "SMISMEMBER" },
+/* The listed commands (contract 17), as their length and their bytes
+ * packed little end first into two words (generated from the names; see
+ * the comment of each group). cache_listed runs per command of a cached
+ * client: the name is packed the same way with bit 5 of each byte cleared
+ * and compared with the candidates of its length. Clearing bit 5 folds
+ * exactly for names made of letters (only 'x' and 'X' become 'X'), and
+ * every listed name is letters only. */
+static const struct listed {
+  uint8_t len;
+  uint64_t w[2];
+} listed[] = {
+  /* GET */
+  { 3, { 0x0000000000544547ULL, 0x0ULL } },
+  /* TYPE HGET HLEN LLEN */
+  { 4, { 0x0000000045505954ULL, 0x0ULL } },
+  { 4, { 0x0000000054454748ULL, 0x0ULL } },
+  { 4, { 0x000000004e454c48ULL, 0x0ULL } },
+  { 4, { 0x000000004e454c4cULL, 0x0ULL } },
+  /* HMGET SCARD ZCARD ZRANK */
+  { 5, { 0x0000005445474d48ULL, 0x0ULL } },
+  { 5, { 0x0000004452414353ULL, 0x0ULL } },
+  { 5, { 0x000000445241435aULL, 0x0ULL } },
+  { 5, { 0x0000004b4e41525aULL, 0x0ULL } },
+  /* STRLEN EXISTS LRANGE LINDEX ZSCORE ZRANGE */
+  { 6, { 0x00004e454c525453ULL, 0x0ULL } },
+  { 6, { 0x0000535453495845ULL, 0x0ULL } },
+  { 6, { 0x000045474e41524cULL, 0x0ULL } },
+  { 6, { 0x00005845444e494cULL, 0x0ULL } },
+  { 6, { 0x000045524f43535aULL, 0x0ULL } },
+  { 6, { 0x000045474e41525aULL, 0x0ULL } },
+  /* HGETALL HEXISTS HSTRLEN ZMSCORE */
+  { 7, { 0x004c4c4154454748ULL, 0x0ULL } },
+  { 7, { 0x0053545349584548ULL, 0x0ULL } },
+  { 7, { 0x004e454c52545348ULL, 0x0ULL } },
+  { 7, { 0x0045524f43534d5aULL, 0x0ULL } },
+  /* GETRANGE SMEMBERS */
+  { 8, { 0x45474e4152544547ULL, 0x0ULL } },
+  { 8, { 0x535245424d454d53ULL, 0x0ULL } },
+  /* SISMEMBER */
+  { 9, { 0x45424d454d534953ULL, 0x52ULL } },
+  /* SMISMEMBER */
+  { 10, { 0x424d454d53494d53ULL, 0x5245ULL } },
 };
+/* Where each length's group starts in listed[] (group[n + 1] ends it). */
+static const uint8_t group[12] = { 0, 0, 0, 0, 1, 5, 9, 15, 19, 21, 22, 23 };
+#define EXISTS_W0 0x535453495845ULL /* "EXISTS" */
 
 int cache_listed(const char *name, size_t n, int nargs) {
-  char u[12];
+  uint64_t w[2] = { 0, 0 };
   size_t i;
-  int j;
+  /* group[] must match listed[] */
+  (void)sizeof(char[sizeof(listed) / sizeof(listed[0]) == 23 ? 1 : -1]);
   if (n < 3 || n > 10 || nargs < 1)
     return 0;
   for (i = 0; i < n; i++)
-    u[i] = (char)upper((unsigned char)name[i]);
-  for (j = 0; j < 6 && by_len[n][j]; j++)
-    if (by_len[n][j][0] == u[0] && memcmp(by_len[n][j], u, n) == 0)
-      return u[0] == 'E' ? nargs == 1 : 1; /* EXISTS of one key */
+    w[i >> 3] |= (uint64_t)((unsigned char)name[i] & 0xDF) << (8 * (i & 7));
+  for (i = group[n]; i < group[n + 1]; i++)
+    if (listed[i].w[0] == w[0] && listed[i].w[1] == w[1])
+      return w[0] == EXISTS_W0 && n == 6 ? nargs == 1 : 1;
   return 0;
 }
 

@@ -107,6 +107,27 @@ TEST(listed) {
   CHECK(!cache_listed("ZRANGESTORE", 11, 4));
   CHECK(!cache_listed("GETDEL", 6, 1));
   CHECK(!cache_listed("HGETX", 5, 1));
+  CHECK(!cache_listed("G\x05T", 3, 1)); /* folds to no letter */
+  CHECK(!cache_listed("ZRANGEBYSCORE", 13, 4));
+  {
+    static const char *const all[] = {
+      "get", "strlen", "getrange", "exists", "type", "hget", "hmget",
+      "hgetall", "hlen", "hexists", "hstrlen", "lrange", "llen", "lindex",
+      "smembers", "sismember", "smismember", "scard", "zscore", "zmscore",
+      "zcard", "zrank", "zrange", NULL
+    };
+    int i;
+    for (i = 0; all[i]; i++) {
+      CHECK(cache_listed(all[i], strlen(all[i]), 1));
+      /* one letter changed: not listed */
+      {
+        char x[16];
+        strcpy(x, all[i]);
+        x[strlen(x) - 1] = 'q';
+        CHECK(!cache_listed(x, strlen(x), 1));
+      }
+    }
+  }
 }
 
 TEST(hit_after_fill) {

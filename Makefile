@@ -69,3 +69,8 @@ fuzz: deps
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(ROCKS)
+
+# W8 (client-side caching, contract 17): ops/s with and without the cache
+# in one run, and instructions per cached hit (bench/w8.sh).
+bench-w8: build
+	@bench/w8.sh $(BUILD)

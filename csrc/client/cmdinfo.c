@@ -73,7 +73,9 @@ static cmdinfo table[] = {
 static cmdinfo client_sub[] = {
   {"CACHING", SE, 0}, {"NO-EVICT", SE, 0}, {"NO-TOUCH", SE, 0},
   {"REPLY", SE | CMD_NOREPLY, 0}, {"SETINFO", SE, 0}, {"SETNAME", CMD_HANDSHAKE, 0},
-  {"TRACKING", SE, 0},
+  /* TRACKING: the connect handshake of a cache (contract 17) turns it
+   * on; the pool key holds the cache settings. */
+  {"TRACKING", CMD_HANDSHAKE, 0},
 };
 
 #define NTABLE (sizeof(table) / sizeof(table[0]))

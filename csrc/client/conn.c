@@ -54,6 +54,10 @@ struct conn {
   uint64_t wait_due;       /* the same for a read wait */
   int errcode;             /* the err.h code that broke it, or 0 */
   char errmsg[256];
+  /* conn_set_ext: what travels with the connection (the cache). */
+  void *ext;
+  void (*ext_free)(void *ext);
+  int (*ext_push)(void *ext, const resp_reply *r);
 };
 
 static void schedule(conn *c);
@@ -89,6 +93,18 @@ void conn_set_owner(conn *c, const conn_callbacks *cb, void *data) {
 }
 
 void *conn_data(const conn *c) { return c->data; }
+
+void conn_set_ext(conn *c, void *ext, void (*ext_free)(void *),
+                  int (*ext_push)(void *, const resp_reply *)) {
+  if (c->ext_free && c->ext != ext)
+    c->ext_free(c->ext);
+  c->ext = ext;
+  c->ext_free = ext_free;
+  c->ext_push = ext_push;
+}
+
+void *conn_ext(const conn *c) { return c->ext; }
+
 int conn_owned_by(const conn *c, const conn_callbacks *cb) {
   return c->cb == cb;
 }
@@ -225,6 +241,8 @@ static void fail_slots(conn *c, int err, const char *msg) {
 static void maybe_release(conn *c) {
   if (--c->closes_pending > 0)
     return;
+  if (c->ext_free)
+    c->ext_free(c->ext);
   resp_reader_free(&c->rd);
   buf_free(&c->out[0]);
   buf_free(&c->out[1]);
@@ -470,6 +488,9 @@ static void deliver(conn *c) {
     if (!s) {
       if (!(c->flags & CONN_SUBSCRIBED) && r.nodes->type != RESP_PUSH)
         c->flags |= CONN_DIRTY; /* a reply nobody asked for */
+      if (c->ext_push && r.nodes->type == RESP_PUSH &&
+          c->ext_push(c->ext, &r))
+        continue; /* consumed (a cache invalidation), also when pooled */
       c->cb->on_reply(c, NULL, &r);
       continue;
     }

@@ -121,6 +121,15 @@ void *conn_data(const conn *c);
 /* Are cb the callbacks installed? (Whose conn is it.) */
 int conn_owned_by(const conn *c, const conn_callbacks *cb);
 
+/* What travels with the connection whoever owns it (the client-side
+ * cache): ext is freed with ext_free when the conn is released (or
+ * replaced by another conn_set_ext). ext_push, when set, sees every RESP3
+ * push nobody asked for before the owner does, also while the conn is
+ * pooled; returning 1 consumes it (the owner never sees it). */
+void conn_set_ext(conn *c, void *ext, void (*ext_free)(void *),
+                  int (*ext_push)(void *, const resp_reply *));
+void *conn_ext(const conn *c);
+
 /* Where to encode the next command, or NULL when the conn takes no more
  * (broken or closing). Then conn_commit or conn_cancel. */
 buf *conn_begin(conn *c);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "cmdinfo.h"
 #include "conn.h"
 #include "lev.h"
@@ -64,6 +65,8 @@ typedef struct rctx {
   conn **flushq;
   size_t nflush, capflush;
   int flush_armed;
+  unsigned cache_hits;     /* cache hits since one last went round the
+                              loop (CACHE_YIELD_EVERY) */
 } rctx;
 
 enum { PEND_NONE, PEND_CLOSE, PEND_KEEP, PEND_FREE };
@@ -111,6 +114,18 @@ struct lclient {
 };
 
 static const conn_callbacks callbacks, orphan_callbacks;
+
+/* Client-side cache (see its section below). CACHE_FILL_AUX marks a slot
+ * whose reply ends a cache fill (aux of a SLOT_CMD without effect;
+ * FX_SELECT's aux is a database, >= 0). */
+#define CACHE_FILL_AUX (-2)
+/* A hit returns without a loop turn; every this many hits one goes round
+ * the loop (its task is queued behind the ready ones, after an I/O poll),
+ * so that a loop of hits lets other tasks run and the connection read its
+ * invalidations. */
+#define CACHE_YIELD_EVERY 64
+static void cache_reply(rctx *rc, conn *c, const conn_slot *s,
+                        const resp_reply *r);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -764,6 +779,9 @@ static void cb_reply(conn *c, const conn_slot *s, const resp_reply *r) {
     unsolicited(lc, c, r);
     goto out;
   }
+  if (s->kind == SLOT_CMD &&
+      (s->aux == CACHE_FILL_AUX || s->effect == FX_SELECT))
+    cache_reply(rc, c, s, r); /* also for a forgotten waiter */
   if (s->kind == SLOT_CMD) {
     /* What the session became (for reconnect), also when the waiter was
      * forgotten: the server did it all the same. */
@@ -1106,6 +1124,155 @@ static int commit_failed(lua_State *L, int err) {
   return push_fail(L, "closed", err);
 }
 
+/* ---- client-side cache (contract 17) ----------------------------------
+ * The cache is the connection's (conn_set_ext, csrc/client/cache.c); the
+ * glue only asks it. A client without one pays one conn_ext() per command
+ * that cmdinfo does not know, and one compare per reply. */
+
+/* Invalidation pushes go on to push handlers when there are any. */
+static void cache_sync_pass(lclient *lc) {
+  cache *k = lc->c ? (cache *)conn_ext(lc->c) : NULL;
+  if (k)
+    cache_set_pass(k, lc->push_on);
+}
+
+/* A listed read through cmd on a connection with a cache: -1 to send it
+ * (cmd->aux marks a fill), or the number of results of a hit, pushed. The
+ * command is already encoded at b->data + start; its name is upper-cased
+ * there first, so "get" and "GET" are one entry. */
+static int cache_try(lua_State *L, rctx *rc, lev_task *t, conn *c,
+                     cache *k, const char *name, size_t namelen, int nargs,
+                     buf *b, size_t start, conn_cmd *cmd) {
+  resp_reply r;
+  char *p, *end;
+  int st;
+  if (!cache_listed(name, namelen, nargs) || conn_paused(c))
+    return -1; /* paused: invalidations may wait unread in the socket */
+  p = b->data + start;
+  end = b->data + b->len;
+  while (p < end && *p != '\n') /* *N */
+    p++;
+  while (++p < end && *p != '\n') /* $L */
+    ;
+  for (p++; namelen > 0 && p < end; p++, namelen--)
+    *p = (char)upper_ascii((unsigned char)*p);
+  st = cache_lookup(k, b->data + start, b->len - start, uv_now(rc->loop),
+                    &r);
+  if (st == CACHE_HIT) {
+    int n;
+    conn_cancel(c);
+    luaL_checkstack(L, 3, "redis: cmd");
+    n = reply_push_result(L, &r);
+    if (++rc->cache_hits < CACHE_YIELD_EVERY)
+      return n;
+    /* Round the loop with the values: woken at once, resumed in the next
+     * batch, which comes after a poll of the sockets. */
+    rc->cache_hits = 0;
+    rc->api->park(t, NULL, NULL);
+    rc->api->wake(t, n);
+    return -2 - n; /* the caller yields */
+  }
+  if (st == CACHE_MISS)
+    cmd->aux = CACHE_FILL_AUX;
+  return -1;
+}
+
+/* A command the cache must know about is being sent (cmd or pipeline):
+ * transactions bypass it, a SELECT makes the database unknown until its
+ * reply, and what it cannot follow turns it off. */
+static void cache_note(cache *k, const cmdinfo *ci, const conn_cmd *cmd,
+                       lua_State *L, const argsrc *a, int pipelined) {
+  if (cmd->effect == FX_MULTI)
+    cache_tx(k, 1);
+  else if (cmd->effect == FX_ENDTX)
+    cache_tx(k, 0);
+  else if (cmd->effect == FX_SELECT && !pipelined)
+    cache_select_sent(k);
+  else if (cmd->effect == FX_SELECT ||
+           cmdinfo_name_is(ci->name, strlen(ci->name), "SELECT") ||
+           cmdinfo_name_is(ci->name, strlen(ci->name), "RESET") ||
+           cmdinfo_name_is(ci->name, strlen(ci->name), "HELLO") ||
+           cmdinfo_name_is(ci->name, strlen(ci->name), "AUTH") ||
+           ((ci->flags & CMD_SUBCOMMANDS) &&
+            (arg_is(L, a, 1, "TRACKING") || arg_is(L, a, 1, "CACHING"))))
+    cache_off(k);
+}
+
+/* The reply of a slot the cache asked to see. */
+static void cache_reply(rctx *rc, conn *c, const conn_slot *s,
+                        const resp_reply *r) {
+  cache *k = (cache *)conn_ext(c);
+  if (!k)
+    return;
+  if (s->effect == FX_SELECT) {
+    const resp_node *n = r->nodes;
+    int ok = n->type == RESP_SIMPLE && n->len == 2 &&
+             memcmp(r->base + n->off, "OK", 2) == 0;
+    cache_select_done(k, ok ? s->aux : n->type == RESP_SIMPLE ? -2 : -1);
+  } else {
+    cache_fill_end(k, r, uv_now(rc->loop));
+  }
+}
+
+/* core.cache_enable(client, max_entries, max_bytes, ttl, db): the
+ * connection (tracking on, handshake done) gets its cache. */
+static int l_cache_enable(lua_State *L) {
+  lclient *lc = check_client(L);
+  lua_Integer me = luaL_checkinteger(L, 2), mb = luaL_checkinteger(L, 3);
+  double ttl = luaL_checknumber(L, 4);
+  lua_Integer db = luaL_checkinteger(L, 5);
+  cache *k;
+  if (!lc || !lc->c)
+    return push_fail(L, "closed", LEVR_ECLOSED);
+  luaL_argcheck(L, me >= 1 && mb >= 1 && ttl > 0 && db >= 0 &&
+                db <= INT_MAX, 2, "bad cache settings");
+  k = cache_new((size_t)me, (size_t)mb,
+                ttl * 1000 > 1e15 ? (uint64_t)1e15 : (uint64_t)(ttl * 1000),
+                (int)db);
+  if (!k)
+    return luaL_error(L, "redis: out of memory");
+  conn_set_ext(lc->c, k, cache_free_ext, cache_push);
+  cache_sync_pass(lc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* c:cache_stats() -> { hits, misses, entries, bytes, invalidations,
+ * evictions } of the current connection (zeros without one or without a
+ * cache). */
+static int l_cache_stats(lua_State *L) {
+  lclient *lc = check_client(L);
+  cache *k = lc && lc->c ? (cache *)conn_ext(lc->c) : NULL;
+  cache_stats st;
+  memset(&st, 0, sizeof(st));
+  if (k)
+    cache_get_stats(k, &st);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)st.hits);
+  lua_setfield(L, -2, "hits");
+  lua_pushinteger(L, (lua_Integer)st.misses);
+  lua_setfield(L, -2, "misses");
+  lua_pushinteger(L, (lua_Integer)st.entries);
+  lua_setfield(L, -2, "entries");
+  lua_pushinteger(L, (lua_Integer)st.bytes);
+  lua_setfield(L, -2, "bytes");
+  lua_pushinteger(L, (lua_Integer)st.invalidations);
+  lua_setfield(L, -2, "invalidations");
+  lua_pushinteger(L, (lua_Integer)st.evictions);
+  lua_setfield(L, -2, "evictions");
+  return 1;
+}
+
+/* c:cache_clear() -> true: every entry of the current connection goes. */
+static int l_cache_clear(lua_State *L) {
+  lclient *lc = check_client(L);
+  cache *k = lc && lc->c ? (cache *)conn_ext(lc->c) : NULL;
+  if (k)
+    cache_clear(k);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* cmd(self, name, ...) and the method sugar (name in upvalue 3). Nothing
  * between conn_begin and the yield allocates a Lua object, so no finalizer
  * can run while the command is half-queued. */
@@ -1120,6 +1287,8 @@ static int do_cmd(lua_State *L, int sugar) {
   lev_task *t;
   conn_cmd cmd;
   buf *b;
+  size_t start;
+  cache *k;
   t = rc->api->check(rc->lctx, L, "redis: cmd");
   if (sugar) {
     name = lua_tolstring(L, lua_upvalueindex(3), &namelen);
@@ -1134,6 +1303,7 @@ static int do_cmd(lua_State *L, int sugar) {
     return luaL_error(L, "redis: cmd: this client is in MONITOR mode "
                       "(only read() and close() work on it)");
   b = conn_begin(c);
+  start = b->len;
   if (resp_encode_array_header(b, top - first + 2) ||
       resp_encode_bulk(b, name, namelen))
     goto nomem;
@@ -1155,6 +1325,8 @@ static int do_cmd(lua_State *L, int sugar) {
     a.tbl = 0;
     a.n = top - first + 1;
     cls = classify(lc, ci, &cmd, L, &a);
+    if (cls == CLASS_OK && (k = (cache *)conn_ext(c)) != NULL)
+      cache_note(k, ci, &cmd, L, &a, 0);
     if (cls != CLASS_OK) {
       conn_cancel(c);
       if (cls == CLASS_MONITOR && conn_pending(c) == 0) {
@@ -1168,10 +1340,20 @@ static int do_cmd(lua_State *L, int sugar) {
         return luaL_error(L, "redis: cmd: %s", refusal(cls));
       }
     }
+  } else if ((k = (cache *)conn_ext(c)) != NULL) {
+    int n = cache_try(L, rc, t, c, k, name, namelen, top - first + 1, b,
+                      start, &cmd);
+    if (n >= 0)
+      return n; /* a hit: no round trip */
+    if (n < -1)
+      return lua_yield(L, 0); /* a hit going round the loop */
   }
   err = conn_commit(c, &cmd);
-  if (err)
+  if (err) {
+    if (cmd.aux == CACHE_FILL_AUX)
+      cache_fill_cancel((cache *)conn_ext(c));
     return commit_failed(L, err);
+  }
   rc->api->park(t, cancel_slot, c);
   return lua_yield(L, 0);
 nomem:
@@ -1285,6 +1467,8 @@ static int l_pipeline(lua_State *L) {
       if (cls != CLASS_OK)
         return pipe_raise(L, c, effects, "redis: pipeline: command #%d: %s",
                           (int)i, refusal(cls));
+      if (conn_ext(c))
+        cache_note((cache *)conn_ext(c), ci, &cmd, L, &a, 1);
       if (cmd.block < 0 || block < 0)
         block = -1;
       else if (cmd.block > block)
@@ -1485,6 +1669,7 @@ static int l_take(lua_State *L) {
   conn_set_owner(c, &callbacks, lc);
   lc->ready = 1;
   set_key(lc, key, keylen);
+  cache_sync_pass(lc);
   lua_pushnumber(L, (double)idle / 1000.0);
   return 2;
 }
@@ -1543,6 +1728,8 @@ static void client_release_now(lclient *lc, int keep) {
   lc->monitor = 0;
   c = lc->c;
   lc->c = NULL;
+  if (conn_ext(c))
+    cache_set_pass((cache *)conn_ext(c), 0); /* idle: the cache's alone */
   if (!(keep && lc->ready && lc->key && conn_clean(c) &&
         pool_put(rc->pool, c, lc->key, lc->keylen, pool_max(),
                  uv_now(rc->loop)) == 0)) {
@@ -1689,6 +1876,7 @@ static int l_attach(lua_State *L) {
   dst->c = c;
   dst->ready = src->ready;
   dst->monitor = src->monitor;
+  cache_sync_pass(dst);
   free(dst->key);
   dst->key = src->key;
   dst->keylen = src->keylen;
@@ -2045,8 +2233,10 @@ static int l_subscriptions(lua_State *L) {
  * connections (core.attach). */
 static int l_set_push(lua_State *L) {
   lclient *lc = check_client(L);
-  if (lc)
+  if (lc) {
     lc->push_on = lua_toboolean(L, 2);
+    cache_sync_pass(lc);
+  }
   return 0;
 }
 
@@ -2192,7 +2382,8 @@ static int rctx_gc(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
   {"cmd", l_cmd}, {"pipeline", l_pipeline}, {"read", l_read},
-  {"close", l_close}, {NULL, NULL}
+  {"close", l_close}, {"cache_stats", l_cache_stats},
+  {"cache_clear", l_cache_clear}, {NULL, NULL}
 };
 
 static const luaL_Reg client_meta[] = {
@@ -2209,6 +2400,7 @@ static const luaL_Reg core_funcs[] = {
   {"set_push", l_set_push}, {"next_push", l_next_push},
   {"sub_mode", l_sub_mode}, {"sub_next", l_sub_next},
   {"sub_hold", l_sub_hold}, {"sub_method", l_sub_method},
+  {"cache_enable", l_cache_enable},
   {NULL, NULL}
 };
 

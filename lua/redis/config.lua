@@ -89,7 +89,41 @@ local RULES = {
   { field = "reconnect", default = false,
     msg = "reconnect must be true, false or a table",
     check = function(v) return M.check_reconnect(v) end },
+  -- Contract section 17: client-side caching (needs protocol = 3, checked
+  -- in normalize once protocol is known).
+  { field = "cache", default = false,
+    msg = "cache must be true, false or a table",
+    check = function(v) return M.check_cache(v) end },
 }
+
+-- cache = true is this table; a table may set any of its fields. Returns
+-- the full table, or false, or nil and the rule it breaks.
+function M.check_cache(v)
+  if v == false then return false end
+  if v == true then v = {} end
+  if type(v) ~= "table" then
+    return nil, "cache must be true, false or a table"
+  end
+  local out = { max_entries = 10000, max_bytes = 64 * 1024 * 1024,
+                ttl = 60.0 }
+  for _, f in ipairs({ "max_entries", "max_bytes" }) do
+    if v[f] ~= nil then
+      local n = integral(v[f])
+      if not n or n < 1 then
+        return nil, "cache." .. f .. " must be an integer >= 1"
+      end
+      out[f] = n
+    end
+  end
+  if v.ttl ~= nil then
+    local t = v.ttl
+    if type(t) ~= "number" or not (t > 0) or t >= 1e9 then
+      return nil, "cache.ttl must be a number > 0 (seconds)"
+    end
+    out.ttl = t + 0.0
+  end
+  return out
+end
 
 local function seconds(v, min_exclusive)
   if type(v) ~= "number" or v ~= v or v >= 1e9 then return nil end
@@ -411,6 +445,9 @@ function M.normalize(config)
       cfg[rule.field] = ok
     end
   end
+  if cfg.cache and cfg.protocol ~= 3 then
+    return fail("cache needs protocol = 3")
+  end
   local ssl, err = check_ssl(src.ssl)
   if ssl == nil then return fail(err) end
   cfg.ssl = ssl
@@ -450,6 +487,11 @@ function M.pool_key(cfg, fallback, db)
   if cfg.auth then
     key = key .. "+auth(" .. cfg.auth.user .. ":"
       .. fnv1a(cfg.auth.user .. "\0" .. cfg.auth.pass) .. ")"
+  end
+  -- A cache lives with its connection: only the same settings share it.
+  if cfg.cache then
+    key = key .. string.format("+cache(%d,%d,%.17g)", cfg.cache.max_entries,
+      cfg.cache.max_bytes, cfg.cache.ttl)
   end
   -- Last, with its length: no name can make one key look like another.
   if cfg.name then key = key .. "+name" .. #cfg.name .. ":" .. cfg.name end

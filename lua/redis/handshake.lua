@@ -68,7 +68,13 @@ function M.run(conn, cfg, db, verify)
       proto = 3
     elseif cat ~= "redis" or not no_hello(err) then
       return nil, err, cat
+    elseif cfg.cache then
+      -- Caching without tracking would serve stale values (contract 17).
+      return nil, "cache needs RESP3: " .. err, "redis"
     end
+  end
+  if cfg.cache then
+    cmds[#cmds + 1] = { "CLIENT", "TRACKING", "on" }
   end
   if proto == 2 then
     if cfg.auth then
@@ -82,6 +88,12 @@ function M.run(conn, cfg, db, verify)
   if #cmds > 0 then
     local ok, err, cat = send_all(conn, cmds)
     if not ok then return nil, err, cat end
+    if cfg.cache then
+      local c = cfg.cache
+      ok, err, cat = core.cache_enable(conn, c.max_entries, c.max_bytes,
+                                       c.ttl, db)
+      if not ok then return nil, err, cat end
+    end
   elseif (cfg.ssl or verify) and cfg.protocol == 2 then
     -- TLS 1.3 servers reject a missing client certificate only after the
     -- client's side of the handshake is done: one round trip makes such a

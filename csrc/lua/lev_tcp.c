@@ -18,8 +18,8 @@
  *
  * Like redis.core, this file uses lev only through lev.h's API (the api
  * pointer below), never the runtime's structs. Failures go through one
- * helper, tcp_fail, with an err.h code; lev.tcp's documented results are
- * nil, text (the specs pin them), so the category is not pushed yet.
+ * helper, tcp_fail, with an err.h code: nil, text, category as every
+ * Lua-facing failure (docs/CONVENTIONS.md).
  */
 #include "lev.h"
 
@@ -236,10 +236,7 @@ static lstream *ls_new(lev_ctx *ctx, tcp_state *st) {
 /* The one shape of a lev.tcp failure: nil, text. err (an err.h code) is
  * what the category will be once lev.tcp's results carry one. */
 static int tcp_fail(lua_State *L, const char *text, int err) {
-  (void)err;
-  lua_pushnil(L);
-  lua_pushstring(L, text);
-  return 2;
+  return lev_push_fail(L, text, levr_category(err));
 }
 
 /* Wakes t with tcp_fail's values. */

@@ -102,7 +102,7 @@ describe("lev.tcp streams", function()
     assert.is_nil(r[4])
   end)
 
-  it("returns nil and closed for a stream used after close", function()
+  it("returns nil, closed, closed for a stream used after close", function()
     local r = lev.run(function()
       local srv = echo_server()
       local c = assert(lev.tcp.connect("127.0.0.1", srv:port()))
@@ -111,11 +111,11 @@ describe("lev.tcp streams", function()
       srv:close()
       return out
     end)
-    assert.are.same({ { nil, "closed" }, { nil, "closed" }, { nil, "closed" },
-      true }, r)
+    assert.are.same({ { nil, "closed", "closed" }, { nil, "closed", "closed" },
+      { nil, "closed", "closed" }, true }, r)
   end)
 
-  it("wakes a reader with nil and closed when another task closes the stream", function()
+  it("wakes a reader with nil, closed, closed when another task closes the stream", function()
     local r = lev.run(function()
       local srv = echo_server()
       local c = assert(lev.tcp.connect("127.0.0.1", srv:port()))
@@ -126,7 +126,7 @@ describe("lev.tcp streams", function()
       srv:close()
       return out
     end)
-    assert.are.same({ true, nil, "closed" }, r)
+    assert.are.same({ true, nil, "closed", "closed" }, r)
   end)
 
   it("closes a stream held in a to-be-closed variable and wakes its reader", function()
@@ -143,7 +143,7 @@ describe("lev.tcp streams", function()
       srv:close()
       return out, c
     end)
-    assert.are.same({ true, nil, "closed" }, r)
+    assert.are.same({ true, nil, "closed", "closed" }, r)
     assert.is_true(has(tostring(c), "lev.tcp.stream (closed)"))
   end)
 

@@ -303,7 +303,7 @@ describe("redis.mock connection rules", function()
     with_mock(function(srv)
       local port = srv:port()
       local rule = srv:script{ refuse = true }
-      assert.are.same({ nil, "connection refused" }, { lev.tcp.connect("127.0.0.1", port) })
+      assert.are.same({ nil, "connection refused", "io" }, { lev.tcp.connect("127.0.0.1", port) })
       rule:cancel()
       local c = assert(rc.connect(port))
       assert.are.equal("+PONG\r\n", c:call("PING"))

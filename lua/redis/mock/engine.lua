@@ -79,8 +79,12 @@ M.oset = oset
 local Engine = {}
 Engine.__index = Engine
 
-local function wall_ms()
-  return os.time() * 1000
+-- The default clock: real time with sub-second precision when lev is
+-- there (its monotonic clock), whole seconds otherwise.
+local function default_clock()
+  local ok, lev = pcall(require, "lev")
+  if ok and lev.now then return util.wall_clock(lev.now) end
+  return function() return os.time() * 1000 end
 end
 
 -- opts: password (the default user's), users ({ name = password }),
@@ -90,9 +94,11 @@ function M.new(opts)
   opts = opts or {}
   local e = setmetatable({}, Engine)
   e.offset = 0
-  local clock = opts.clock or wall_ms
+  local clock = opts.clock or default_clock()
   e.base_clock = clock
   e.clock = function() return math.floor(clock() + e.offset) end
+  -- TIME's microseconds: the clock's fraction of a millisecond kept.
+  e.clock_us = function() return (clock() + e.offset) * 1000 end
   e.store = store.new(e.clock)
   e.password = opts.password
   e.users = {}
@@ -110,7 +116,9 @@ function M.new(opts)
   e.errors = {}
   e.port = opts.port or 6379
   e.stats = { accepted = 0, live = 0, commands = {}, total_commands = 0,
-              refused = 0 }
+              refused = 0, error_replies = 0 }
+  e.cmdstats = {}   -- fullname -> { calls, rejected, failed } (INFO)
+  e.errstats = {}   -- error code -> count (INFO errorstats)
   return e
 end
 
@@ -293,13 +301,38 @@ end
 
 -- A rejected command: inside MULTI it also dooms the transaction, and a
 -- rejected EXEC reports EXECABORT with the reason.
+-- Counts an error reply in INFO's errorstats (by its first word).
+local ERROR_MT = getmetatable(reply.error("x"))
+local function count_error(e, r)
+  local code = r[1]:match("^(%S+)") or "ERR"
+  e.errstats[code] = (e.errstats[code] or 0) + 1
+  e.stats.error_replies = e.stats.error_replies + 1
+end
+M.count_error = count_error
+
+local function cmdstat(e, cmd)
+  local name = cmd.fullname
+  local st = e.cmdstats[name]
+  if not st then
+    st = { 0, 0, 0 }
+    e.cmdstats[name] = st
+  end
+  return st
+end
+
 local function reject(s, cmd, text)
   if s.multi then s.multi_error = true end
+  local r
   if cmd and cmd.name == "exec" and s.multi then
     s:discard()
-    return err("EXECABORT Transaction discarded because of: " .. text)
+    r = err("EXECABORT Transaction discarded because of: " .. text)
+  else
+    r = err("ERR " .. text)
   end
-  return err("ERR " .. text)
+  local e = s.engine
+  if cmd then local st = cmdstat(e, cmd); st[2] = st[2] + 1 end
+  count_error(e, r)
+  return r
 end
 
 local PUBSUB_OK = { ping = true, subscribe = true, unsubscribe = true,
@@ -336,7 +369,13 @@ function Engine:call(s, cmd, argv)
   ok, r = pcall(cmd.fn, s, argv)
   if not ok then
     self.errors[#self.errors + 1] = r
-    return err("ERR mock internal error: " .. tostring(r))
+    r = err("ERR mock internal error: " .. tostring(r))
+  end
+  local st = cmdstat(self, cmd)
+  st[1] = st[1] + 1
+  if getmetatable(r) == ERROR_MT then
+    st[3] = st[3] + 1
+    count_error(self, r)
   end
   return r
 end
@@ -371,7 +410,11 @@ function Engine:dispatch(s, argv, counted)
   end
   if not s.authenticated and not cmd.flags.noauth then
     if s.multi then s.multi_error = true end
-    return err("NOAUTH Authentication required.")
+    local r = err("NOAUTH Authentication required.")
+    local st = cmdstat(self, cmd)
+    st[2] = st[2] + 1
+    count_error(self, r)
+    return r
   end
   if s:subscriptions() > 0 and s.proto == 2 and not PUBSUB_OK[cmd.name] then
     return reject(s, cmd, "Can't execute '" .. cmd.fullname .. "': only "
@@ -439,5 +482,6 @@ require("redis.mock.cmd_keys")(M)
 require("redis.mock.cmd_strings")(M)
 require("redis.mock.cmd_collections")(M)
 require("redis.mock.cmd_zset")(M)
+require("redis.mock.cmd_admin")(M)
 
 return M

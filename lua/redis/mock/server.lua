@@ -148,9 +148,33 @@ local function enqueue(conn, item)
   drain(conn)
 end
 
--- Pub/sub messages and other out-of-band replies.
+-- Replies of one batch of requests collect in conn.batch and leave in one
+-- write (flush_batch); a reply with effects (delay, split ...) first
+-- flushes what is collected, so bytes keep their order.
+local function flush_batch(conn)
+  local b = conn.batch
+  if b and b.n > 0 then
+    local bytes = table.concat(b, "", 1, b.n)
+    for i = 1, b.n do b[i] = nil end
+    b.n = 0
+    enqueue(conn, { bytes = bytes })
+  end
+end
+
+local function add_bytes(conn, bytes)
+  local b = conn.batch
+  if b then
+    b.n = b.n + 1
+    b[b.n] = bytes
+  else
+    enqueue(conn, { bytes = bytes })
+  end
+end
+
+-- Pub/sub messages and other out-of-band replies. One pushed while the
+-- connection's own batch is being answered joins the batch, in order.
 function Conn:deliver(r)
-  enqueue(self, { bytes = reply.encode(r, self.proto) })
+  add_bytes(self, reply.encode(r, self.proto))
 end
 
 -- Sends a reply value (or mock.raw bytes) to this client now.
@@ -225,13 +249,53 @@ local function process(conn, argv)
   else
     r = e:dispatch(conn, argv)
   end
-  local item = { bytes = reply.encode(r, conn.proto) }
-  if rule then
-    item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
-    item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
-    item.close = rule.close
+  if not rule then
+    add_bytes(conn, reply.encode(r, conn.proto))
+    return
   end
+  local item = { bytes = reply.encode(r, conn.proto) }
+  item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
+  item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
+  item.close = rule.close
+  flush_batch(conn)
   enqueue(conn, item)
+end
+
+-- Redis's limits for a client that has not authenticated yet: more than
+-- 10 arguments or a bulk over 16 KB is a protocol error and a close. The
+-- request reader would wait for the whole request, so the headers are
+-- read here, in Lua, only while the connection is unauthenticated.
+local UNAUTH_ARGS, UNAUTH_BULK = 10, 16384
+
+local function unauth_check(conn, data)
+  local buf = (conn.unauth_buf or "") .. data
+  local p = 1
+  while p <= #buf do
+    local start = p
+    if buf:byte(p) ~= 42 then -- inline request: one line
+      local nl = buf:find("\n", p, true)
+      if not nl then break end
+      p = nl + 1
+    else
+      local eol = buf:find("\r\n", p, true)
+      if not eol then break end
+      local n = tonumber(buf:sub(p + 1, eol - 1)) or 0
+      if n > UNAUTH_ARGS then return "unauthenticated multibulk length" end
+      p = eol + 2
+      local complete = true
+      for _ = 1, n do
+        eol = buf:find("\r\n", p, true)
+        if not eol then complete = false; break end
+        local len = tonumber(buf:sub(p + 1, eol - 1)) or 0
+        if len > UNAUTH_BULK then return "unauthenticated bulk length" end
+        if eol + 2 + len + 2 - 1 > #buf then complete = false; break end
+        p = eol + 2 + len + 2
+      end
+      if not complete then p = start; break end
+    end
+  end
+  conn.unauth_buf = buf:sub(p)
+  return nil
 end
 
 local function serve(srv, stream)
@@ -253,6 +317,7 @@ local function serve(srv, stream)
     rules = {},
     handlers = {},
     queue = { first = 1, last = 0 },
+    batch_buf = { n = 0 },
   }, Conn)
   e.stats.live = e.stats.live + 1
   srv.conns[conn] = true
@@ -262,15 +327,32 @@ local function serve(srv, stream)
     while not conn.closed and not conn.closing do
       local data = stream:read()
       if not data then break end
+      if not conn.authenticated then
+        local bad = unauth_check(conn, data)
+        if bad then
+          protocol_error(conn, bad)
+          break
+        end
+      else
+        conn.unauth_buf = nil
+      end
       reader:feed(data)
+      -- Set only while this batch is answered (deliveries to an idle
+      -- connection go straight out).
+      conn.batch = conn.batch_buf
       while not conn.closed and not conn.closing do
         local argv, perr = reader:next()
         if not argv then
-          if perr then protocol_error(conn, perr) end
+          if perr then
+            flush_batch(conn)
+            protocol_error(conn, perr)
+          end
           break
         end
         process(conn, argv)
       end
+      flush_batch(conn)
+      conn.batch = nil
     end
   end)
   -- A QUIT answered while another task drains: wait for the bytes.
@@ -407,11 +489,7 @@ function M.start(opts)
   opts = opts or {}
   local lev = require("lev")
   local core = require("redis.core")
-  local base_unix = os.time() * 1000
-  local base_now = lev.now()
-  local clock = opts.clock or function()
-    return base_unix + (lev.now() - base_now) * 1000
-  end
+  local clock = opts.clock or require("redis.mock.util").wall_clock(lev.now)
   local srv = setmetatable({
     lev = lev,
     core = core,

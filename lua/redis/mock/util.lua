@@ -134,4 +134,42 @@ function M.remove_members(s, argv, obj, del, is_empty)
   return n
 end
 
+-- A wall clock in unix milliseconds with sub-second precision, built on
+-- a monotonic clock (mono() -> seconds, lev.now) and one reading of the
+-- real time. Lua only has whole seconds (os.time), so the real time comes
+-- from `date +%s%N` once per process, bracketed by two monotonic readings;
+-- where that fails, os.time() steps correct the estimate as they are seen
+-- (a step is the exact start of a second).
+local wall_base, mono_base
+function M.wall_clock(mono)
+  if not wall_base then
+    local t0 = mono()
+    local p = io.popen and io.popen("date +%s%N 2>/dev/null")
+    local text = p and p:read("l")
+    if p then p:close() end
+    local t1 = mono()
+    local ns = text and text:match("^%d+$") and tonumber(text)
+    if ns and ns > 1e18 then
+      wall_base, mono_base = ns / 1e6, (t0 + t1) / 2
+    else
+      wall_base, mono_base = os.time() * 1000 + 500, mono()
+    end
+  end
+  local last_sec = os.time()
+  return function()
+    local est = wall_base + (mono() - mono_base) * 1000
+    local sec = os.time()
+    if sec ~= last_sec then
+      -- The true time is within [sec, sec + 1) seconds.
+      last_sec = sec
+      if est < sec * 1000 then
+        wall_base, est = wall_base + (sec * 1000 - est), sec * 1000
+      elseif est >= (sec + 1) * 1000 then
+        wall_base, est = wall_base - (est - (sec + 1) * 1000 + 1), (sec + 1) * 1000 - 1
+      end
+    end
+    return est
+  end
+end
+
 return M

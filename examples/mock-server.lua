@@ -23,6 +23,7 @@ package.path = package.path .. ";" .. here .. "/../lua/?.lua;"
   .. here .. "/../lua/?/init.lua"
 
 local lev = require("lev")
+collectgarbage("generational")
 local mock = require("redis.mock")
 
 local function usage(msg)

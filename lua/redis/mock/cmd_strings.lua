@@ -26,6 +26,7 @@ return function(E)
   local function put_string(s, key, value, keep_ttl)
     s.db:put(key, { type = "string", value = value }, keep_ttl)
   end
+  E.put_string = put_string
 
   def{ "get", 2, function(s, argv)
     local v, e = get_string(s, argv[2])

@@ -96,7 +96,15 @@ function M.new(opts)
   e.offset = 0
   local clock = opts.clock or default_clock()
   e.base_clock = clock
-  e.clock = function() return math.floor(clock() + e.offset) end
+  -- While a command runs the time is read once (e.snap), as Redis reads
+  -- it once per command for expiry.
+  e.clock = function()
+    local t = e.snap
+    if t then return t end
+    t = math.floor(clock() + e.offset)
+    if e.snap == false then e.snap = t end
+    return t
+  end
   -- TIME's microseconds: the clock's fraction of a millisecond kept.
   e.clock_us = function() return (clock() + e.offset) * 1000 end
   e.store = store.new(e.clock)
@@ -266,11 +274,31 @@ function Session:kill()
   self:gone()
 end
 
+-- Command names as received -> { lower, upper }, for known commands only
+-- and at most NAMES_MAX spellings, so a hostile client cannot grow it.
+local NAMES, names_n, NAMES_MAX = {}, 0, 4096
+local function names_of(raw)
+  local c = NAMES[raw]
+  if c then return c[1], c[2] end
+  local lo, up = util.lower(raw), raw:upper()
+  if commands[lo] and names_n < NAMES_MAX then
+    NAMES[raw] = { lo, up, commands[lo] }
+    names_n = names_n + 1
+  end
+  return lo, up
+end
+M.names_of = names_of
+
+local function handler_for(e, s, up)
+  if next(s.handlers) == nil and next(e.handlers) == nil then return nil end
+  return s.handlers[up] or e.handlers[up]
+end
+
 -- Command lookup: the command, or nil and the error reply Redis gives.
 local function lookup(e, s, argv)
-  local name = util.lower(argv[1])
+  local name, up = names_of(argv[1])
   local cmd = commands[name]
-  local handler = s.handlers[argv[1]:upper()] or e.handlers[argv[1]:upper()]
+  local handler = handler_for(e, s, up)
   if cmd and cmd.sub and #argv >= 2 then
     local sub = cmd.sub[util.lower(argv[2])]
     if not sub then
@@ -347,8 +375,11 @@ local MULTI_RUNS = { exec = true, discard = true, multi = true, watch = true,
 -- becomes an error reply and is kept in engine.errors, so a spec sees it
 -- instead of a dead connection.
 function Engine:call(s, cmd, argv)
-  local handler = cmd.handler or s.handlers[argv[1]:upper()]
-    or self.handlers[argv[1]:upper()]
+  local handler = cmd.handler
+  if not handler and (next(s.handlers) ~= nil or next(self.handlers) ~= nil) then
+    local _, up = names_of(argv[1])
+    handler = handler_for(self, s, up)
+  end
   local ok, r
   if handler then
     ok, r = pcall(handler, argv, s)
@@ -382,7 +413,7 @@ end
 
 -- Counts a received command under its upper-case name.
 function Engine:count(argv)
-  local name = argv[1]:upper()
+  local _, name = names_of(argv[1])
   local c = self.stats.commands
   c[name] = (c[name] or 0) + 1
   self.stats.total_commands = self.stats.total_commands + 1
@@ -392,10 +423,39 @@ end
 -- when the connection must be closed after this reply (QUIT). counted
 -- says the caller has already counted the command in the statistics.
 function Engine:dispatch(s, argv, counted)
+  if self.snap ~= nil then return self:dispatch_now(s, argv, counted) end
+  -- The common case in one place: a known, plain command with its arity
+  -- from an authenticated client outside MULTI and pub/sub, no handlers.
+  local nm = NAMES[argv[1]]
+  local cmd = nm and nm[3]
+  if cmd and cmd.fn and not counted and s.authenticated and not s.multi
+    and s.channels.list[1] == nil and s.patterns.list[1] == nil
+    and next(s.handlers) == nil and next(self.handlers) == nil then
+    local n, ar = #argv, cmd.arity
+    if ar == n or (ar < 0 and n >= -ar) then
+      local c, up = self.stats.commands, nm[2]
+      c[up] = (c[up] or 0) + 1
+      self.stats.total_commands = self.stats.total_commands + 1
+      s.last_cmd = cmd.fullname
+      self.snap = false   -- the time is read when first needed
+      local r = self:call(s, cmd, argv)
+      if self.snap then s.last = self.snap end
+      self.snap = nil
+      return r
+    end
+  end
+  self.snap = false
+  local ok, r = pcall(self.dispatch_now, self, s, argv, counted)
+  s.last = self.snap or self.clock()
+  self.snap = nil
+  if not ok then error(r, 0) end
+  return r
+end
+
+function Engine:dispatch_now(s, argv, counted)
   if #argv == 0 then return reply.noreply end
   if not counted then self:count(argv) end
-  s.last = self.clock()
-  if util.lower(argv[1]) == "quit" then
+  if names_of(argv[1]) == "quit" then
     -- Redis 7.0 answers QUIT before any other check, args or not.
     s.closing = true
     return reply.ok

@@ -190,6 +190,10 @@ end
 
 -- The bytes of reply value v for protocol 2 (default) or 3.
 function M.encode(v, proto)
+  local ty = type(v)
+  if ty == "string" then return "$" .. #v .. "\r\n" .. v .. "\r\n" end
+  if ty == "number" and math.type(v) == "integer" then return ":" .. v .. "\r\n" end
+  if ty == "table" and getmetatable(v) == MT.status then return "+" .. v[1] .. "\r\n" end
   local out = {}
   encode(out, v, proto == 3 and 3 or 2)
   return table.concat(out)

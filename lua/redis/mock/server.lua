@@ -227,10 +227,16 @@ local function process(conn, argv)
   local srv = conn.server
   local e = srv.engine
   if #argv == 0 then return end
+  -- The log is a ring of LOG_MAX entries.
   local log = srv.history
-  log[#log + 1] = argv
-  if #log > LOG_MAX then table.remove(log, 1) end
-  local rule = find_rule({ conn.rules, srv.rules }, argv, conn)
+  local at = log.next
+  log[at] = argv
+  log.next = at % LOG_MAX + 1
+  if log.n < LOG_MAX then log.n = log.n + 1 end
+  local rule
+  if conn.rules[1] or srv.rules[1] then
+    rule = find_rule({ conn.rules, srv.rules }, argv, conn)
+  end
   local r
   if rule then use(rule) end
   if rule and rule.reply ~= nil then
@@ -427,14 +433,16 @@ end
 function Server:reset_stats()
   local s = self.engine.stats
   s.accepted, s.commands, s.total_commands, s.refused = 0, {}, 0, 0
-  self.history = {}
+  self.history = { n = 0, next = 1 }
 end
 
 -- The last commands received (argument arrays, oldest first, at most
 -- 1000).
 function Server:log()
   local out = {}
-  for i, argv in ipairs(self.history) do out[i] = argv end
+  local log = self.history
+  local first = log.n < LOG_MAX and 1 or log.next
+  for i = 0, log.n - 1 do out[i + 1] = log[(first - 1 + i) % LOG_MAX + 1] end
   return out
 end
 
@@ -497,7 +505,7 @@ function M.start(opts)
     port_number = opts.port or 0,
     rules = {},
     conns = {},
-    history = {},
+    history = { n = 0, next = 1 },
     on_connect = opts.on_connect,
   }, Server)
   srv.engine = engine_mod.new({
@@ -514,4 +522,6 @@ function M.start(opts)
   return srv
 end
 
+M._process = process
+M._flush = flush_batch
 return M

@@ -85,6 +85,10 @@ end
 -- string must be a strtod number, no leading space, not NaN, and not a
 -- finite literal that overflows or underflows to zero.
 function M.double(s)
+  -- Plain short integers ("0", "-15") are the usual scores.
+  if s == "0" or (#s < 16 and s:find("^%-?[1-9]%d*$")) then
+    return tonumber(s) + 0.0
+  end
   if #s == 0 or SPACE[s:byte(1)] then return nil end
   local v, k = strtod_prefix(s, 1)
   if v == nil or k ~= #s or v ~= v then return nil end
@@ -115,6 +119,7 @@ end
 
 -- Lower-case ASCII, as strcasecmp compares.
 function M.lower(s)
+  if not s:find("%u") then return s end
   return (s:gsub("%u", string.lower))
 end
 

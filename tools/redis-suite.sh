@@ -38,6 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+rm -f "$out/mock.out" "$out/mock.err"
+: > "$out/mock.out"
 real_port=$("$here/tools/redis-server.sh" start "$real_dir") \
   || { echo "cannot start redis-server" >&2; exit 1; }
 LEVR_BUILD=${LEVR_BUILD:-$here/build} lua5.4 "$here/examples/mock-server.lua" \

@@ -94,6 +94,18 @@ return function(E)
     return true
   end
 
+  -- Keyspace notifications (notify-keyspace-events): class is the flag
+  -- letter of the event's type ("g" generic, "$" string, "l" list, ...).
+  function E.notify(s, class, event, key, dbi)
+    local e = s.engine
+    local n = e.notify
+    if not n or not (n[class] or (n.A and class ~= "m")) then return end
+    if not (n.K or n.E) then return end
+    dbi = dbi or s.dbi
+    if n.K then e:publish("__keyspace@" .. dbi .. "__:" .. key, event) end
+    if n.E then e:publish("__keyevent@" .. dbi .. "__:" .. event, key) end
+  end
+
   def{ "config", -2, nil, container = true }
 
   def{ "config|get", -3, function(s, argv)

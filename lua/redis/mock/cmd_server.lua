@@ -269,6 +269,26 @@ return function(E)
     return killed
   end }
 
+  def{ "client|unblock", -3, function(s, argv)
+    local id = util.int(argv[3])
+    if not id then return util.NOT_INTEGER end
+    local how = argv[4] and lower(argv[4]) or "timeout"
+    if #argv > 4 or (how ~= "timeout" and how ~= "error") then
+      return err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+    end
+    local e = s.engine
+    local target = e.sessions[id]
+    if not target or not target.blocked then return 0 end
+    if how == "error" then
+      e:unblock(target, err("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+    else
+      e:unblock(target, target.blocked.timeout_reply or reply.null_array)
+    end
+    return 1
+  end }
+
+  def{ "client|no-evict", 3, function() return ok end }
+
   def{ "client|help", 2, function()
     return {
       status("CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"),

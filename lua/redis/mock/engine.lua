@@ -245,6 +245,7 @@ function Session:gone()
   self.dead = true
   self:unwatch()
   local e = self.engine
+  if self.blocked then e:unpark(self) end
   for _, ch in ipairs(self.channels.list) do
     local subs = e.channels[ch]
     if subs then
@@ -402,9 +403,14 @@ function Engine:call(s, cmd, argv)
     self.errors[#self.errors + 1] = r
     r = err("ERR mock internal error: " .. tostring(r))
   end
+  local mt = getmetatable(r)
+  if mt == reply.BLOCK_MT then
+    self:block(s, r)
+    r = reply.noreply
+  end
   local st = cmdstat(self, cmd)
   st[1] = st[1] + 1
-  if getmetatable(r) == ERROR_MT then
+  if mt == ERROR_MT then
     st[3] = st[3] + 1
     count_error(self, r)
   end
@@ -441,6 +447,7 @@ function Engine:dispatch(s, argv, counted)
       local r = self:call(s, cmd, argv)
       if self.snap then s.last = self.snap end
       self.snap = nil
+      if self.store.ready_n > 0 then self:serve_ready() end
       return r
     end
   end
@@ -449,6 +456,7 @@ function Engine:dispatch(s, argv, counted)
   s.last = self.snap or self.clock()
   self.snap = nil
   if not ok then error(r, 0) end
+  if self.store.ready_n > 0 then self:serve_ready() end
   return r
 end
 
@@ -505,9 +513,13 @@ function Engine:exec(s)
   s.multi = nil
   s:unwatch()
   local out = { n = #queue }
+  -- Blocking commands answer at once inside a transaction.
+  local deny = s.deny_blocking
+  s.deny_blocking = true
   for i, item in ipairs(queue) do
     out[i] = self:call(s, item.cmd, item.argv)
   end
+  s.deny_blocking = deny
   return out
 end
 
@@ -543,5 +555,7 @@ require("redis.mock.cmd_strings")(M)
 require("redis.mock.cmd_collections")(M)
 require("redis.mock.cmd_zset")(M)
 require("redis.mock.cmd_admin")(M)
+require("redis.mock.blocking")(M)
+require("redis.mock.cmd_lists")(M)
 
 return M

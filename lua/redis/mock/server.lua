@@ -214,6 +214,8 @@ local REDIS_WORDS = {
   ["bulk string too long"] = "invalid bulk length",
 }
 
+local run_requests
+
 local function protocol_error(conn, text)
   local detail = text:gsub("^protocol error: ", "")
   detail = REDIS_WORDS[detail] or detail
@@ -304,6 +306,79 @@ local function unauth_check(conn, data)
   return nil
 end
 
+-- Answers the requests the connection's reader holds, until it runs dry
+-- or a blocking command parks the connection (further requests wait in
+-- the reader, as Redis leaves them in the query buffer). Runs in the
+-- connection's task, or in a task resuming a connection a blocking
+-- command has released; never twice at once for one connection.
+function run_requests(conn)
+  if conn.processing then return end
+  conn.processing = true
+  -- Set only while this batch is answered (deliveries to an idle
+  -- connection go straight out).
+  conn.batch = conn.batch_buf
+  local ok, failure = pcall(function()
+    while not conn.closed and not conn.closing and not conn.blocked do
+      local argv, perr = conn.reader:next()
+      if not argv then
+        if perr then
+          flush_batch(conn)
+          protocol_error(conn, perr)
+        end
+        break
+      end
+      process(conn, argv)
+      if conn.blocked then
+        flush_batch(conn)
+        conn.server:watch_blocks()
+      end
+    end
+  end)
+  flush_batch(conn)
+  conn.batch = nil
+  conn.processing = false
+  if not ok then
+    conn.server.engine.errors[#conn.server.engine.errors + 1] = failure
+    conn:close()
+  end
+  if conn.closing and not conn.draining and not conn.closed
+    and conn.queue.first > conn.queue.last then
+    conn:close()
+  end
+end
+
+-- A blocked connection's answer (served, timed out or unblocked): write
+-- it, then answer the requests that waited behind it, in a task of
+-- their own (the caller is another connection's command).
+function Conn:wake(r)
+  add_bytes(self, reply.encode(r, self.proto))
+  local lev = self.server.lev
+  if self.reader and not self.closed then
+    lev.spawn(function() pcall(run_requests, self) end)
+  end
+end
+
+-- Keeps one task timing out blocked clients while any has a deadline.
+function Server:watch_blocks()
+  if self.block_timer then return end
+  self.block_timer = true
+  local lev, e = self.lev, self.engine
+  lev.spawn(function()
+    local ok = pcall(function()
+      while not self.closed do
+        local nearest = e:expire_blocks()
+        if not nearest then break end
+        local wait = (nearest - e.clock()) / 1000
+        if wait > 0.01 then wait = 0.01 end
+        if wait < 0.001 then wait = 0.001 end
+        lev.sleep(wait)
+      end
+    end)
+    self.block_timer = false
+    if not ok then return end
+  end)
+end
+
 local function serve(srv, stream)
   local e = srv.engine
   e.stats.accepted = e.stats.accepted + 1
@@ -328,6 +403,7 @@ local function serve(srv, stream)
   e.stats.live = e.stats.live + 1
   srv.conns[conn] = true
   local reader = srv.core.reader({ request = true })
+  conn.reader = reader
   local ok, failure = pcall(function()
     if srv.on_connect then srv.on_connect(conn) end
     while not conn.closed and not conn.closing do
@@ -343,22 +419,7 @@ local function serve(srv, stream)
         conn.unauth_buf = nil
       end
       reader:feed(data)
-      -- Set only while this batch is answered (deliveries to an idle
-      -- connection go straight out).
-      conn.batch = conn.batch_buf
-      while not conn.closed and not conn.closing do
-        local argv, perr = reader:next()
-        if not argv then
-          if perr then
-            flush_batch(conn)
-            protocol_error(conn, perr)
-          end
-          break
-        end
-        process(conn, argv)
-      end
-      flush_batch(conn)
-      conn.batch = nil
+      run_requests(conn)
     end
   end)
   -- A QUIT answered while another task drains: wait for the bytes.

@@ -557,5 +557,7 @@ require("redis.mock.cmd_zset")(M)
 require("redis.mock.cmd_admin")(M)
 require("redis.mock.blocking")(M)
 require("redis.mock.cmd_lists")(M)
+require("redis.mock.cmd_sets")(M)
+require("redis.mock.cmd_more")(M)
 
 return M

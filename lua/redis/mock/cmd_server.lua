@@ -287,6 +287,23 @@ return function(E)
     return 1
   end }
 
+  -- CLIENT REPLY ON|OFF|SKIP: the network layer drops replies while
+  -- s.reply_off, and the next one after SKIP (s.reply_skip).
+  def{ "client|reply", 3, function(s, argv)
+    local mode = lower(argv[3])
+    if mode == "on" then
+      s.reply_off, s.reply_skip = false, nil
+      return ok
+    elseif mode == "off" then
+      s.reply_off = true
+      return reply.noreply
+    elseif mode == "skip" then
+      if not s.reply_off then s.reply_skip = 2 end
+      return reply.noreply
+    end
+    return util.SYNTAX
+  end }
+
   def{ "client|no-evict", 3, function() return ok end }
 
   def{ "client|help", 2, function()
@@ -649,5 +666,98 @@ return function(E)
 
   def{ "publish", 3, function(s, argv)
     return s.engine:publish(argv[2], argv[3])
+  end }
+
+  -- Sharded pub/sub: one shard here, so SPUBLISH reaches the channel's
+  -- SSUBSCRIBErs; patterns do not apply.
+  local function shard_subs(e, ch)
+    e.shard_channels = e.shard_channels or {}
+    return e.shard_channels
+  end
+
+  def{ "ssubscribe", -2, function(s, argv)
+    if s.multi then return err("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client") end
+    local e = s.engine
+    local all = shard_subs(e)
+    s.shard = s.shard or E.oset()
+    local out = {}
+    for i = 2, #argv do
+      local ch = argv[i]
+      if s.shard:add(ch) then
+        all[ch] = all[ch] or E.oset()
+        all[ch]:add(s)
+      end
+      out[#out + 1] = confirm("ssubscribe", ch, s.shard:size())
+    end
+    return reply.many(out)
+  end }
+
+  def{ "sunsubscribe", -1, function(s, argv)
+    local e = s.engine
+    local all = shard_subs(e)
+    s.shard = s.shard or E.oset()
+    local names = {}
+    if #argv == 1 then
+      names = s.shard:items()
+      if #names == 0 then return confirm("sunsubscribe", reply.null, 0) end
+    else
+      for i = 2, #argv do names[#names + 1] = argv[i] end
+    end
+    local out = {}
+    for _, ch in ipairs(names) do
+      if s.shard:remove(ch) then
+        all[ch]:remove(s)
+        if all[ch]:size() == 0 then all[ch] = nil end
+      end
+      out[#out + 1] = confirm("sunsubscribe", ch, s.shard:size())
+    end
+    return reply.many(out)
+  end }
+
+  def{ "spublish", 3, function(s, argv)
+    local subs = shard_subs(s.engine)[argv[2]]
+    if not subs then return 0 end
+    local n = 0
+    for _, other in ipairs(subs:items()) do
+      other:deliver(reply.push({ "smessage", argv[2], argv[3] }))
+      n = n + 1
+    end
+    return n
+  end }
+
+  def{ "pubsub", -2, nil, container = true }
+
+  local function sorted_names(t, pattern)
+    local out = {}
+    for ch in pairs(t or {}) do
+      if not pattern or store.match(pattern, ch) then out[#out + 1] = ch end
+    end
+    table.sort(out)
+    return out
+  end
+
+  def{ "pubsub|channels", -2, function(s, argv)
+    return sorted_names(s.engine.channels, argv[3])
+  end }
+  def{ "pubsub|shardchannels", -2, function(s, argv)
+    return sorted_names(s.engine.shard_channels, argv[3])
+  end }
+  def{ "pubsub|numpat", 2, function(s)
+    local n = 0
+    for _ in pairs(s.engine.patterns) do n = n + 1 end
+    return n
+  end }
+  local function numsub(t, argv)
+    local flat = {}
+    for i = 3, #argv do
+      local subs = t and t[argv[i]]
+      flat[#flat + 1] = argv[i]
+      flat[#flat + 1] = subs and subs:size() or 0
+    end
+    return reply.map(flat)
+  end
+  def{ "pubsub|numsub", -2, function(s, argv) return numsub(s.engine.channels, argv) end }
+  def{ "pubsub|shardnumsub", -2, function(s, argv)
+    return numsub(s.engine.shard_channels, argv)
   end }
 end

@@ -127,7 +127,10 @@ return function(E)
       if out ~= "nop" then processed = processed + 1 end
       score = new
     end
-    if added + updated > 0 then s.db:touch(argv[2]) end
+    if added + updated > 0 then
+      s.db:touch(argv[2])
+      E.notify(s, "z", f.incr and "zincr" or "zadd", argv[2])
+    end
     if f.incr then
       if processed > 0 then return reply.double(score) end
       return reply.null

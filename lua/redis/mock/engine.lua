@@ -108,6 +108,11 @@ function M.new(opts)
   -- TIME's microseconds: the clock's fraction of a millisecond kept.
   e.clock_us = function() return (clock() + e.offset) * 1000 end
   e.store = store.new(e.clock)
+  e.store.on_expired = function(db, key)
+    if e.notify and e.notify.x then
+      M.notify({ engine = e, dbi = db.index }, "x", "expired", key, db.index)
+    end
+  end
   e.password = opts.password
   e.users = {}
   for name, pass in pairs(opts.users or {}) do e.users[name] = pass end
@@ -194,6 +199,7 @@ end
 
 function Session:subscriptions()
   return self.channels:size() + self.patterns:size()
+    + (self.shard and self.shard:size() or 0)
 end
 
 function Session:unwatch()
@@ -260,6 +266,15 @@ function Session:gone()
       if subs:size() == 0 then
         e.patterns[p] = nil
         e.pattern_order:remove(p)
+      end
+    end
+  end
+  if self.shard and e.shard_channels then
+    for _, ch in ipairs(self.shard.list) do
+      local subs = e.shard_channels[ch]
+      if subs then
+        subs:remove(self)
+        if subs:size() == 0 then e.shard_channels[ch] = nil end
       end
     end
   end
@@ -404,6 +419,8 @@ function Engine:call(s, cmd, argv)
     r = err("ERR mock internal error: " .. tostring(r))
   end
   local mt = getmetatable(r)
+  local n = self.notify
+  if n and (n.K or n.E) then M.after_command(s, cmd, argv, r) end
   if mt == reply.BLOCK_MT then
     self:block(s, r)
     r = reply.noreply
@@ -435,7 +452,7 @@ function Engine:dispatch(s, argv, counted)
   local nm = NAMES[argv[1]]
   local cmd = nm and nm[3]
   if cmd and cmd.fn and not counted and s.authenticated and not s.multi
-    and s.channels.list[1] == nil and s.patterns.list[1] == nil
+    and s.channels.list[1] == nil and s.patterns.list[1] == nil and not s.shard
     and next(s.handlers) == nil and next(self.handlers) == nil then
     local n, ar = #argv, cmd.arity
     if ar == n or (ar < 0 and n >= -ar) then
@@ -556,6 +573,7 @@ require("redis.mock.cmd_collections")(M)
 require("redis.mock.cmd_zset")(M)
 require("redis.mock.cmd_admin")(M)
 require("redis.mock.blocking")(M)
+require("redis.mock.notify")(M)
 require("redis.mock.cmd_lists")(M)
 require("redis.mock.cmd_sets")(M)
 require("redis.mock.cmd_more")(M)

@@ -257,6 +257,15 @@ local function process(conn, argv)
   else
     r = e:dispatch(conn, argv)
   end
+  if conn.reply_off or conn.reply_skip then
+    -- CLIENT REPLY OFF/SKIP: the reply is dropped (pushes still go).
+    if conn.reply_skip then
+      conn.reply_skip = conn.reply_skip - 1
+      if conn.reply_skip <= 0 then conn.reply_skip = nil end
+    end
+    return
+  end
+  if e.notify and e.notify.x then srv:watch_expiry() end
   if not rule then
     add_bytes(conn, reply.encode(r, conn.proto))
     return
@@ -376,6 +385,37 @@ function Server:watch_blocks()
     end)
     self.block_timer = false
     if not ok then return end
+  end)
+end
+
+-- With expired-key notifications on, one task deletes keys whose time
+-- has come (Redis's active expiry), so "expired" events fire without a
+-- command touching the key. It ends when no key has a deadline.
+function Server:watch_expiry()
+  if self.expiry_timer then return end
+  self.expiry_timer = true
+  local lev, e = self.lev, self.engine
+  lev.spawn(function()
+    pcall(function()
+      while not self.closed and e.notify and e.notify.x do
+        local any = false
+        for i = 0, 15 do
+          local db = e.store.dbs[i]
+          if db.nexpires > 0 then
+            any = true
+            local dead = {}
+            local now = e.clock()
+            for key, when in pairs(db.expires) do
+              if now > when then dead[#dead + 1] = key end
+            end
+            for _, key in ipairs(dead) do db:lookup(key) end
+          end
+        end
+        if not any then break end
+        lev.sleep(0.05)
+      end
+    end)
+    self.expiry_timer = false
   end)
 end
 

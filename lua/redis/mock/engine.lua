@@ -577,5 +577,6 @@ require("redis.mock.notify")(M)
 require("redis.mock.cmd_lists")(M)
 require("redis.mock.cmd_sets")(M)
 require("redis.mock.cmd_more")(M)
+require("redis.mock.cmd_scripting")(M)
 
 return M

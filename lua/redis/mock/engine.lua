@@ -578,5 +578,6 @@ require("redis.mock.cmd_lists")(M)
 require("redis.mock.cmd_sets")(M)
 require("redis.mock.cmd_more")(M)
 require("redis.mock.cmd_scripting")(M)
+require("redis.mock.cmd_streams")(M)
 
 return M

@@ -258,12 +258,15 @@ local function process(conn, argv)
     r = e:dispatch(conn, argv)
   end
   if conn.reply_off or conn.reply_skip then
-    -- CLIENT REPLY OFF/SKIP: the reply is dropped (pushes still go).
+    -- CLIENT REPLY OFF/SKIP: the reply is dropped; pushes (subscription
+    -- confirmations) still go, as in Redis.
+    local kind = reply.kind(r)
+    local push = kind == "push" or (kind == "many" and reply.kind(r[1]) == "push")
     if conn.reply_skip then
       conn.reply_skip = conn.reply_skip - 1
       if conn.reply_skip <= 0 then conn.reply_skip = nil end
     end
-    return
+    if not push then return end
   end
   if e.notify and e.notify.x then srv:watch_expiry() end
   if not rule then

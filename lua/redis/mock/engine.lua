@@ -418,7 +418,11 @@ function Engine:call(s, cmd, argv)
     self.errors[#self.errors + 1] = r
     r = err("ERR mock internal error: " .. tostring(r))
   end
-  local mt = getmetatable(r)
+  return self:finish(s, cmd, argv, r, getmetatable(r))
+end
+
+-- After a command ran: notifications, a block to park, statistics.
+function Engine:finish(s, cmd, argv, r, mt)
   local n = self.notify
   if n and (n.K or n.E) then M.after_command(s, cmd, argv, r) end
   if mt == reply.BLOCK_MT then
@@ -461,7 +465,19 @@ function Engine:dispatch(s, argv, counted)
       self.stats.total_commands = self.stats.total_commands + 1
       s.last_cmd = cmd.fullname
       self.snap = false   -- the time is read when first needed
-      local r = self:call(s, cmd, argv)
+      local ok, r = pcall(cmd.fn, s, argv)
+      if not ok then
+        self.errors[#self.errors + 1] = r
+        r = err("ERR mock internal error: " .. tostring(r))
+      end
+      local mt = getmetatable(r)
+      if mt ~= nil then r = self:finish(s, cmd, argv, r, mt)
+      else
+        local notify = self.notify
+        if notify and (notify.K or notify.E) then M.after_command(s, cmd, argv, r) end
+        local st = self.cmdstats[cmd.fullname] or cmdstat(self, cmd)
+        st[1] = st[1] + 1
+      end
       if self.snap then s.last = self.snap end
       self.snap = nil
       if self.store.ready_n > 0 then self:serve_ready() end

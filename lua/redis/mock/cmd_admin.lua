@@ -30,7 +30,6 @@ local ALIASES = {
 for a, b in pairs(ALIASES) do ALIASES[b] = a end
 
 -- notify-keyspace-events flag letters, as Redis reads and writes them.
-local NOTIFY_ORDER = { "g", "$", "l", "s", "h", "z", "x", "e", "t", "m", "d" }
 
 -- The canonical text of a notify-keyspace-events value, or nil when it
 -- has a letter Redis refuses (keyspaceEventsStringToFlags).
@@ -41,7 +40,7 @@ local function notify_canon(v)
       for _, x in ipairs({ "g", "$", "l", "s", "h", "z", "x", "e", "t", "d" }) do
         set[x] = true
       end
-    elseif c:match("^[g$lshzxeKEtmd]$") then
+    elseif c:match("^[g$lshzxeKEtmdn]$") then
       set[c] = true
     else
       return nil
@@ -51,17 +50,19 @@ local function notify_canon(v)
   for _, x in ipairs({ "g", "$", "l", "s", "h", "z", "x", "e", "t", "d" }) do
     if not set[x] then all = false end
   end
+  -- keyspaceEventsFlagsToString's order: classes (or A), n inside the
+  -- classes, then K, E, m.
   local out = {}
   if all then
     out[1] = "A"
   else
-    for _, x in ipairs(NOTIFY_ORDER) do
-      if x ~= "m" and set[x] then out[#out + 1] = x end
+    for _, x in ipairs({ "g", "$", "l", "s", "h", "z", "x", "e", "t", "d", "n" }) do
+      if set[x] then out[#out + 1] = x end
     end
   end
-  if set.m then out[#out + 1] = "m" end
   if set.K then out[#out + 1] = "K" end
   if set.E then out[#out + 1] = "E" end
+  if set.m then out[#out + 1] = "m" end
   return table.concat(out), set
 end
 
@@ -161,7 +162,7 @@ return function(E)
       if not r then
         e.cfg, e.notify = saved, saved_notify
         return err("ERR CONFIG SET failed (possibly related to argument '"
-          .. argv[i] .. "') - Invalid event class character. Use 'Ag$lshzxeKEtmd'.")
+          .. argv[i] .. "') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
       end
     end
     return ok

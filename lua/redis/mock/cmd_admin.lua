@@ -26,6 +26,7 @@ local ALIASES = {
   ["slave-read-only"] = "replica-read-only",
   ["slave-serve-stale-data"] = "replica-serve-stale-data",
   ["slave-priority"] = "replica-priority",
+  ["lua-time-limit"] = "busy-reply-threshold",
 }
 for a, b in pairs(ALIASES) do ALIASES[b] = a end
 
@@ -82,9 +83,37 @@ return function(E)
     return self.cfg
   end
 
+  -- A value of the default's kind (yes/no, integer, memory size), or nil
+  -- and the reason CONFIG SET gives.
+  local MEMORY = { maxmemory = true, ["proto-max-bulk-len"] = true,
+    ["client-query-buffer-limit"] = true, ["repl-backlog-size"] = true,
+    ["active-defrag-ignore-bytes"] = true }
+  local function check_value(name, default, value)
+    if default == "yes" or default == "no" then
+      local v = lower(value)
+      if v ~= "yes" and v ~= "no" then return nil, "argument must be 'yes' or 'no'" end
+      return v
+    end
+    if MEMORY[name] then
+      local num, unit = lower(value):match("^(%d+)([kmg]?b?)$")
+      local mul = ({ [""] = 1, b = 1, k = 1000, kb = 1024, m = 1000000,
+        mb = 1048576, g = 1000000000, gb = 1073741824 })[unit or "?"]
+      if not num or not mul then return nil, "argument must be a memory value" end
+      return tostring(math.tointeger(tonumber(num)) * mul)
+    end
+    if default:match("^%-?%d+$") and name ~= "save" then
+      if not util.int(value) then return nil, "argument couldn't be parsed into an integer" end
+      return value
+    end
+    return value
+  end
+
   local function config_set_one(e, name, value)
     local cfg = e:config()
     if cfg[name] == nil then return false end
+    local v, why = check_value(name, cfg[name], value)
+    if not v then return nil, why end
+    value = v
     if name == "notify-keyspace-events" then
       local canon, set = notify_canon(value)
       if not canon then return nil end
@@ -158,11 +187,11 @@ return function(E)
     for k, v in pairs(cfg) do saved[k] = v end
     local saved_notify = e.notify
     for i = 3, #argv, 2 do
-      local r = config_set_one(e, lower(argv[i]), argv[i + 1])
+      local r, why = config_set_one(e, lower(argv[i]), argv[i + 1])
       if not r then
         e.cfg, e.notify = saved, saved_notify
         return err("ERR CONFIG SET failed (possibly related to argument '"
-          .. argv[i] .. "') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+          .. argv[i] .. "') - " .. (why or "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."))
       end
     end
     return ok

@@ -297,6 +297,18 @@ return function(E)
     local fn, cerr = compile(body, env)
     if not fn then return cerr end
     e:scripts()[sha] = body
+    -- The mock cannot answer others while a script runs (no BUSY replies,
+    -- no SCRIPT KILL from outside), so a script running longer than
+    -- busy-reply-threshold (lua-time-limit) is stopped with an error.
+    local limit = tonumber(e:config()["busy-reply-threshold"]) or 5000
+    local started = e.base_clock()
+    debug.sethook(function()
+      if e.base_clock() - started > limit then
+        debug.sethook()
+        error({ err = "ERR Error running script: the mock stops scripts running "
+          .. "longer than busy-reply-threshold (" .. limit .. " ms)" }, 0)
+      end
+    end, "", 100000)
     local okr, r = xpcall(fn, function(x)
       -- The script's line that raised (past redis.call and error).
       local info
@@ -313,6 +325,7 @@ return function(E)
       x.source, x.line = "@user_script", info and info.currentline or 1
       return x
     end)
+    debug.sethook()
     if not okr then
       local msg = type(r) == "table" and tostring(r.err) or tostring(r)
       if type(r) == "table" and r.source then

@@ -145,9 +145,10 @@ end
 -- from `date +%s%N` once per process, bracketed by two monotonic readings;
 -- where that fails, os.time() steps correct the estimate as they are seen
 -- (a step is the exact start of a second).
-local wall_base, mono_base
+local calibrated = setmetatable({}, { __mode = "k" })   -- mono -> { wall, mono }
 function M.wall_clock(mono)
-  if not wall_base then
+  local cal = calibrated[mono]
+  if not cal then
     local t0 = mono()
     local p = io.popen and io.popen("date +%s%N 2>/dev/null")
     local text = p and p:read("l")
@@ -155,11 +156,14 @@ function M.wall_clock(mono)
     local t1 = mono()
     local ns = text and text:match("^%d+$") and tonumber(text)
     if ns and ns > 1e18 then
-      wall_base, mono_base = ns / 1e6, (t0 + t1) / 2
+      cal = { ns / 1e6, (t0 + t1) / 2 }
     else
-      wall_base, mono_base = os.time() * 1000 + 500, mono()
+      cal = { os.time() * 1000 + 500, mono() }
     end
+    calibrated[mono] = cal
   end
+  -- This clock's own base, which os.time() steps may correct.
+  local wall_base, mono_base = cal[1], cal[2]
   local last_sec = os.time()
   return function()
     local est = wall_base + (mono() - mono_base) * 1000

@@ -326,7 +326,7 @@ return function(E)
   end }
 
   def{ "lastsave", 1, function(s) return s.engine.started // 1000 end }
-  def{ "save", 1, function() return ok end }
+  def{ "save", 1, function() return ok end, flags = { nomulti = true } }
   def{ "bgsave", -1, function() return status("Background saving started") end }
   def{ "bgrewriteaof", 1, function()
     return status("Background append only file rewriting started")

@@ -595,4 +595,136 @@ return function(E)
     E.notify(s, "g", "restore", argv[2])
     return ok
   end }
+
+  ------------------------------------------------------------------ SORT
+  -- SORT key [BY pattern] [LIMIT offset count] [GET pattern ...]
+  -- [ASC|DESC] [ALPHA] [STORE destination], and SORT_RO.
+  local function sort_lookup(s, pattern, elem)
+    if pattern == "#" then return elem end
+    local star = pattern:find("*", 1, true)
+    if not star then return nil end
+    local arrow = pattern:find("->", star + 1, true)
+    local keypart = arrow and pattern:sub(1, arrow - 1) or pattern
+    local key = keypart:sub(1, star - 1) .. elem .. keypart:sub(star + 1)
+    local obj = s.db:lookup(key)
+    if not obj then return nil end
+    if arrow then
+      if obj.type ~= "hash" then return nil end
+      return obj.values[pattern:sub(arrow + 2)]
+    end
+    if obj.type ~= "string" then return nil end
+    return obj.value
+  end
+
+  local function sort_cmd(s, argv, readonly)
+    local by, offset, count, gets, desc, alpha, dst
+    local i = 3
+    while i <= #argv do
+      local opt, left = lower(argv[i]), #argv - i
+      if opt == "asc" then desc = false
+      elseif opt == "desc" then desc = true
+      elseif opt == "alpha" then alpha = true
+      elseif opt == "limit" and left >= 2 then
+        offset, count = util.int(argv[i + 1]), util.int(argv[i + 2])
+        if not offset or not count then return util.NOT_INTEGER end
+        i = i + 2
+      elseif opt == "store" and left >= 1 and not readonly then
+        dst = argv[i + 1]
+        i = i + 1
+      elseif opt == "by" and left >= 1 then
+        by = argv[i + 1]
+        i = i + 1
+      elseif opt == "get" and left >= 1 then
+        gets = gets or {}
+        gets[#gets + 1] = argv[i + 1]
+        i = i + 1
+      else
+        return util.SYNTAX
+      end
+      i = i + 1
+    end
+    local obj = s.db:lookup(argv[2])
+    local elems = {}
+    if obj then
+      if obj.type == "list" then
+        for k = obj.head, obj.tail do elems[#elems + 1] = obj[k] end
+      elseif obj.type == "set" then
+        for k = 1, obj.n do elems[#elems + 1] = obj.order[k] end
+      elseif obj.type == "zset" then
+        for k, m in ipairs(obj.sorted) do elems[k] = m end
+      else
+        return util.WRONGTYPE
+      end
+    end
+    local nosort = by and not by:find("*", 1, true)
+    if not nosort then
+      local keys = {}
+      for _, el in ipairs(elems) do
+        local w = el
+        if by then w = sort_lookup(s, by, el) end
+        if alpha then
+          keys[el] = w or ""
+        else
+          local v = 0
+          if w then
+            v = util.strtod_full(w)
+            if v == nil then
+              return err("ERR One or more scores can't be converted into double")
+            end
+          end
+          keys[el] = v
+        end
+      end
+      table.sort(elems, function(a, b)
+        local ka, kb = keys[a], keys[b]
+        if ka == kb then
+          if desc then return a > b end
+          return a < b
+        end
+        if desc then return ka > kb end
+        return ka < kb
+      end)
+    end
+    local from, to = 1, #elems
+    if offset then
+      if offset < 0 then offset = 0 end
+      from = offset + 1
+      if count >= 0 then to = math.min(#elems, offset + count) end
+    end
+    local out = {}
+    for k = from, to do
+      local el = elems[k]
+      if gets then
+        for _, g in ipairs(gets) do
+          out[#out + 1] = sort_lookup(s, g, el) or reply.null
+        end
+      else
+        out[#out + 1] = el
+      end
+    end
+    if dst then
+      if #out == 0 then
+        if s.db:lookup(dst) then
+          s.db:remove(dst)
+          E.notify(s, "g", "del", dst)
+        else
+          s.db:touch(dst)
+        end
+        return 0
+      end
+      local l = { type = "list", head = 1, tail = #out }
+      for k, v in ipairs(out) do l[k] = v == reply.null and "" or v end
+      if s.db:lookup(dst) then s.db:remove(dst) end
+      s.db:put(dst, l)
+      E.notify(s, "l", "sortstore", dst)
+      return #out
+    end
+    return out
+  end
+  def{ "sort", -2, function(s, argv) return sort_cmd(s, argv, false) end }
+  def{ "sort_ro", -2, function(s, argv) return sort_cmd(s, argv, true) end }
+
+  def{ "shutdown", -1, function()
+    return err("ERR Errors trying to SHUTDOWN. Check logs.")
+  end, flags = { nomulti = true } }
 end

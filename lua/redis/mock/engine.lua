@@ -522,6 +522,9 @@ function Engine:dispatch_now(s, argv, counted)
       .. "(P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
       .. "allowed in this context")
   end
+  if s.multi and cmd.flags.nomulti then
+    return reject(s, cmd, "Command not allowed inside a transaction")
+  end
   if s.multi and not MULTI_RUNS[cmd.name] then
     local copy = {}
     for i = 1, n do copy[i] = argv[i] end

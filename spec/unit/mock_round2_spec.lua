@@ -284,6 +284,34 @@ describe("redis.mock round 2", function()
     it(sc[1], function() play(sc) end)
   end
 
+  it("answers a batch of pipelined requests with one write", function()
+    lev.run(function()
+      local writes = {}
+      local srv = assert(mock.start{ port = 0, on_connect = function(conn)
+        -- Count the writes on this connection's stream.
+        local real = conn.stream
+        conn.stream = setmetatable({}, { __index = function(_, k)
+          local v = real[k]
+          if type(v) ~= "function" then return v end
+          return function(_, ...)
+            if k == "write" then writes[#writes + 1] = select(1, ...) end
+            return v(real, ...)
+          end
+        end })
+      end })
+      local c = assert(rc.connect(srv:port()))
+      local batch = {}
+      for i = 1, 16 do batch[i] = rc.encode("INCR", "n") end
+      c:raw(table.concat(batch))
+      local got = read_bytes(c, #":1\r\n" * 9 + #":10\r\n" * 7)
+      c:close()
+      srv:close()
+      assert.are.equal(":1\r\n:2\r\n:3\r\n:4\r\n:5\r\n:6\r\n:7\r\n:8\r\n:9\r\n"
+        .. ":10\r\n:11\r\n:12\r\n:13\r\n:14\r\n:15\r\n:16\r\n", got)
+      assert.are.equal(1, #writes)
+    end)
+  end)
+
   it("TIME is the real time to well under a second (not whole seconds)", function()
     local function date_us()
       local p = io.popen("date +%s%N")

@@ -43,6 +43,7 @@ return function(E)
     local b = s.blocked
     if not b then return end
     s.blocked = nil
+    if b.busy then return end   -- a busy script's client, not parked here
     self.blocked_count = self.blocked_count - 1
     self.blocked_list[s] = nil
     local per_db = self.store.waiting[b.dbi]

@@ -297,14 +297,22 @@ return function(E)
     local fn, cerr = compile(body, env)
     if not fn then return cerr end
     e:scripts()[sha] = body
-    -- The mock cannot answer others while a script runs (no BUSY replies,
-    -- no SCRIPT KILL from outside), so a script running longer than
-    -- busy-reply-threshold (lua-time-limit) is stopped with an error.
+    -- The mock cannot serve others while a script runs. Past
+    -- busy-reply-threshold (lua-time-limit) of CPU a script that has not
+    -- written is stopped and the server acts as Redis does with a busy
+    -- script: BUSY to others until SCRIPT KILL, which answers the
+    -- script's client "killed". A script that wrote is stopped with an
+    -- error (Redis would leave it running, unkillable).
     local limit = tonumber(e:config()["busy-reply-threshold"]) or 5000
     local started = os.clock() * 1000   -- CPU time: a busy loop spends it
+    local dirty0 = e.store.dirty
     debug.sethook(function()
       if os.clock() * 1000 - started > limit then
         debug.sethook()
+        local line = debug.getinfo(2, "l")
+        if e.store.dirty == dirty0 then
+          error({ busy = true, line = line and line.currentline }, 0)
+        end
         error({ err = "ERR Error running script: the mock stops scripts running "
           .. "longer than busy-reply-threshold (" .. limit .. " ms)" }, 0)
       end
@@ -317,6 +325,7 @@ return function(E)
         if not i then break end
         if i.source == "@user_script" then info = i; break end
       end
+      if type(x) == "table" and x.busy then return x end
       if type(x) ~= "table" then
         x = { err = "ERR " .. tostring(x) }
       end
@@ -326,6 +335,12 @@ return function(E)
       return x
     end)
     debug.sethook()
+    if not okr and type(r) == "table" and r.busy then
+      -- Park the script's client until SCRIPT KILL (see above).
+      e.busy = { session = s, sha = sha, line = r.line or 1 }
+      s.blocked = { keys = {}, dbi = s.dbi, busy = true }
+      return reply.noreply
+    end
     if not okr then
       local msg = type(r) == "table" and tostring(r.err) or tostring(r)
       if type(r) == "table" and r.source then
@@ -378,8 +393,16 @@ return function(E)
     s.engine.script_cache = {}
     return ok
   end }
-  def{ "script|kill", 2, function()
-    return err("NOTBUSY No scripts in execution right now.")
+  def{ "script|kill", 2, function(s)
+    local e = s.engine
+    local busy = e.busy
+    if not busy then return err("NOTBUSY No scripts in execution right now.") end
+    e.busy = nil
+    local victim = busy.session
+    victim.blocked = nil
+    victim:wake(err("ERR Script killed by user with SCRIPT KILL... script: "
+      .. busy.sha .. ", on @user_script:" .. busy.line .. "."))
+    return ok
   end }
 
   E.sha1 = sha1

@@ -278,7 +278,7 @@ return function(E)
     end
     local e = s.engine
     local target = e.sessions[id]
-    if not target or not target.blocked then return 0 end
+    if not target or not target.blocked or target.blocked.busy then return 0 end
     if how == "error" then
       e:unblock(target, err("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
     else

@@ -252,6 +252,7 @@ function Session:gone()
   self:unwatch()
   local e = self.engine
   if self.blocked then e:unpark(self) end
+  if e.busy and e.busy.session == self then e.busy = nil end
   for _, ch in ipairs(self.channels.list) do
     local subs = e.channels[ch]
     if subs then
@@ -364,14 +365,15 @@ local function cmdstat(e, cmd)
   return st
 end
 
-local function reject(s, cmd, text)
+-- text is the error without its code ("ERR " is added) unless coded.
+local function reject(s, cmd, text, coded)
   if s.multi then s.multi_error = true end
   local r
   if cmd and cmd.name == "exec" and s.multi then
     s:discard()
     r = err("EXECABORT Transaction discarded because of: " .. text)
   else
-    r = err("ERR " .. text)
+    r = err(coded and text or "ERR " .. text)
   end
   local e = s.engine
   if cmd then local st = cmdstat(e, cmd); st[2] = st[2] + 1 end
@@ -382,6 +384,12 @@ end
 local PUBSUB_OK = { ping = true, subscribe = true, unsubscribe = true,
                     psubscribe = true, punsubscribe = true, quit = true,
                     reset = true, ssubscribe = true, sunsubscribe = true }
+-- What a client may run while a script is busy (Redis's allow-busy).
+local ALLOW_BUSY = { auth = true, discard = true, hello = true, multi = true,
+  quit = true, reset = true, unwatch = true, watch = true, shutdown = true,
+  ["script|kill"] = true, ["function|kill"] = true, ["function|stats"] = true }
+local BUSY_TEXT = "BUSY Redis is busy running a script. You can only call "
+  .. "SCRIPT KILL or SHUTDOWN NOSAVE."
 local MULTI_RUNS = { exec = true, discard = true, multi = true, watch = true,
                      quit = true, reset = true }
 
@@ -456,6 +464,7 @@ function Engine:dispatch(s, argv, counted)
   local nm = NAMES[argv[1]]
   local cmd = nm and nm[3]
   if cmd and cmd.fn and not counted and s.authenticated and not s.multi
+    and not self.busy
     and s.channels.list[1] == nil and s.patterns.list[1] == nil and not s.shard
     and next(s.handlers) == nil and next(self.handlers) == nil then
     local n, ar = #argv, cmd.arity
@@ -521,6 +530,9 @@ function Engine:dispatch_now(s, argv, counted)
     return reject(s, cmd, "Can't execute '" .. cmd.fullname .. "': only "
       .. "(P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
       .. "allowed in this context")
+  end
+  if self.busy and not ALLOW_BUSY[cmd.fullname] then
+    return reject(s, cmd, BUSY_TEXT, true)
   end
   if s.multi and cmd.flags.nomulti then
     return reject(s, cmd, "Command not allowed inside a transaction")

@@ -43,6 +43,7 @@ end
 -- blocked clients wait on it, the key ready (redis.mock.blocking).
 function Db:touch(key)
   local st = self.store
+  st.dirty = st.dirty + 1
   local w = st.watchers[self.index]
   local sessions = w and w[key]
   if sessions then
@@ -203,6 +204,7 @@ function M.new(clock)
     waiting = {},    -- db index -> key -> { blocked sessions, FIFO }
     ready = {}, ready_n = 0, ready_set = {},   -- keys written with waiters
     expired_keys = 0,
+    dirty = 0,       -- writes so far (a script that wrote cannot be killed)
   }
   for i = 0, NDBS - 1 do store.dbs[i] = new_db(store, i) end
   return store

@@ -95,7 +95,7 @@ return function(E)
     elseif #value == 0 then
       return #v
     end
-    if offset + #value > MAX_STRING then
+    if offset > MAX_STRING - #value then
       return err("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
     end
     if #v < offset then v = v .. string.rep("\0", offset - #v) end

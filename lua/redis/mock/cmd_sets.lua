@@ -104,9 +104,10 @@ return function(E)
       dst = S.new(m)
       s.db:put(argv[3], dst)
     end
-    S.add(dst, m)
-    s.db:touch(argv[3])
-    E.notify(s, "s", "sadd", argv[3])
+    if S.add(dst, m) then
+      s.db:touch(argv[3])
+      E.notify(s, "s", "sadd", argv[3])
+    end
     return 1
   end }
 

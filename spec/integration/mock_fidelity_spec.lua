@@ -12,7 +12,13 @@
 --     time (TTL in seconds is compared);
 --   * the order of SMEMBERS for sets that are not all integers and of
 --     KEYS/SCAN with several keys: Redis answers in hash-table order, so
---     those replies are compared as multisets (cases marked unordered).
+--     those replies are compared as multisets (cases marked unordered);
+--   * replies drawn at random (SPOP, SRANDMEMBER, HRANDFIELD, ZRANDMEMBER
+--     of several members, RANDOMKEY among several keys) or read from the
+--     clock (TIME, EXPIRETIME after a relative EXPIRE): only their
+--     deterministic cases are compared;
+--   * DUMP payloads: the mock's serialization is its own (RESTORE of a
+--     foreign payload is compared: both refuse garbage).
 local lev = require("lev")
 local mock = require("redis.mock")
 local rc = require("resp_client")

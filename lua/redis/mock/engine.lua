@@ -108,6 +108,11 @@ function M.new(opts)
   -- TIME's microseconds: the clock's fraction of a millisecond kept.
   e.clock_us = function() return (clock() + e.offset) * 1000 end
   e.store = store.new(e.clock)
+  e.store.on_new = function(db, key)
+    if e.notify and e.notify.n then
+      M.notify({ engine = e, dbi = db.index }, "n", "new", key, db.index)
+    end
+  end
   e.store.on_expired = function(db, key)
     if e.notify and e.notify.x then
       M.notify({ engine = e, dbi = db.index }, "x", "expired", key, db.index)

@@ -126,6 +126,7 @@ function Db:put(key, obj, keep_ttl)
     self.slot[key] = pos
     self.at[pos] = key
     self.count = self.count + 1
+    if self.store.on_new then self.store.on_new(self, key) end
   elseif not keep_ttl and self.expires[key] then
     self.expires[key] = nil
     self.nexpires = self.nexpires - 1

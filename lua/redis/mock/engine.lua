@@ -353,6 +353,7 @@ end
 -- rejected EXEC reports EXECABORT with the reason.
 -- Counts an error reply in INFO's errorstats (by its first word).
 local ERROR_MT = getmetatable(reply.error("x"))
+local STATUS_MT = getmetatable(reply.ok)
 local function count_error(e, r)
   local code = r[1]:match("^(%S+)") or "ERR"
   e.errstats[code] = (e.errstats[code] or 0) + 1
@@ -485,7 +486,7 @@ function Engine:dispatch(s, argv, counted)
         r = err("ERR mock internal error: " .. tostring(r))
       end
       local mt = getmetatable(r)
-      if mt ~= nil then r = self:finish(s, cmd, argv, r, mt)
+      if mt ~= nil and mt ~= STATUS_MT then r = self:finish(s, cmd, argv, r, mt)
       else
         local notify = self.notify
         if notify and (notify.K or notify.E) then M.after_command(s, cmd, argv, r) end

@@ -98,6 +98,23 @@ local function run_cases(ps, cases)
     local opts = type(case) == "table" and case or {}
     local p = ps[opts.on or 1]
     local label
+    if opts.wait_blocked then
+      -- Both servers must have parked that many clients before the next
+      -- case (blocking order is the point of those cases).
+      for _, side in ipairs({ "real", "mock" }) do
+        local n = 0
+        for _ = 1, 500 do
+          p[side]:send("INFO", "clients")
+          local r = reply_of(p[side])
+          n = tonumber(r:match("blocked_clients:(%d+)")) or -1
+          if n == opts.wait_blocked then break end
+          lev.sleep(0.002)
+        end
+        assert(n == opts.wait_blocked, side .. " never had " .. opts.wait_blocked
+          .. " blocked clients")
+      end
+      goto continue
+    end
     if opts.raw then
       p.real:raw(opts.raw)
       p.mock:raw(opts.raw)
@@ -129,6 +146,7 @@ local function run_cases(ps, cases)
         end
       end
     end
+    ::continue::
   end
   return bad
 end
@@ -495,20 +513,21 @@ describe("redis.mock compared with a real Redis", function()
 
   it("wakes blocked clients in the order they blocked, as Redis does", function()
     check({
-      { "BLPOP q1 q2 0", replies = 0 },
-      { "BLPOP q2 0", on = 2, replies = 0 },
-      { "BRPOPLPUSH q2 q3 0", on = 3, replies = 0 },
+      { "BLPOP q1 q2 0", replies = 0 }, { wait_blocked = 1, on = 4 },
+      { "BLPOP q2 0", on = 2, replies = 0 }, { wait_blocked = 2, on = 4 },
+      { "BRPOPLPUSH q2 q3 0", on = 3, replies = 0 }, { wait_blocked = 3, on = 4 },
       { "RPUSH q2 a b c", on = 4 },
       { read = true, on = 1 }, { read = true, on = 2 }, { read = true, on = 3 },
       { "LRANGE q3 0 -1", on = 4 },
-      { "BLMPOP 0 2 z1 z2 RIGHT COUNT 2", replies = 0 },
+      { "BLMPOP 0 2 z1 z2 RIGHT COUNT 2", replies = 0 }, { wait_blocked = 1, on = 4 },
       { "MULTI", on = 2 }, { "RPUSH z2 1 2 3", on = 2 }, { "EXEC", on = 2 },
       { read = true, on = 1 },
-      { "BZPOPMIN zs 0", replies = 0 },
+      { "BZPOPMIN zs 0", replies = 0 }, { wait_blocked = 1, on = 4 },
       { "ZADD zs 2 b 1 a", on = 2 }, { read = true, on = 1 },
-      { "BZMPOP 0 1 zs MAX COUNT 5", replies = 0 },
+      "BZMPOP 0 1 zs MAX COUNT 5",
+      { "BZMPOP 0 1 zs MAX COUNT 5", replies = 0 }, { wait_blocked = 1, on = 4 },
       { "ZADD zs 5 x", on = 2 }, { read = true, on = 1 },
-      { "BLPOP gone 0", on = 3, replies = 0 },
+      { "BLPOP gone 0", on = 3, replies = 0 }, { wait_blocked = 1, on = 4 },
       { "CLIENT UNBLOCK 999999", on = 2 }, { "DEL gone", on = 2 },
       { "SET gone x", on = 2 }, { "DEL gone", on = 2 },
       { "RPUSH gone y", on = 2 }, { read = true, on = 3 },

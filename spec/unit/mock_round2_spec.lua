@@ -3,7 +3,9 @@
 -- without reading (a blocking command), "<" reads the next reply, "~ N"
 -- moves the mock clock on N seconds, "2> "/"3> " run a step on a second
 -- or third connection, "raw:" sends bytes as they are, "<eof>" expects
--- the connection closed. The clock stands still unless a step moves it.
+-- the connection closed, "?blocked N" waits until N clients are parked,
+-- "?busy" until a script has made the mock busy.
+-- The clock stands still unless a step moves it.
 -- spec/integration/mock_fidelity_spec.lua checks the same kinds of bytes
 -- against a real Redis.
 local lev = require("lev")
@@ -50,7 +52,24 @@ local function play(sc)
         if type(step) == "string" and step:match("^%d> ") then
           c, step = conn(tonumber(step:sub(1, 1))), step:sub(4)
         end
-        if type(step) == "string" and step:match("^~ ") then
+        if step == "?busy" then
+          -- Waits until a script has made the mock busy.
+          for _ = 1, 500 do
+            if srv.engine.busy then break end
+            lev.sleep(0.002)
+          end
+          got = srv.engine.busy and "" or "not busy"
+        elseif type(step) == "string" and step:match("^%?blocked ") then
+          -- Waits until the mock has parked that many clients.
+          local want_n = tonumber(step:sub(10))
+          local n
+          for _ = 1, 500 do
+            n = srv.engine.blocked_count or 0
+            if n == want_n then break end
+            lev.sleep(0.002)
+          end
+          got = tostring(n) == tostring(want_n) and "" or ("blocked " .. tostring(n))
+        elseif type(step) == "string" and step:match("^~ ") then
           srv:advance(tonumber(step:sub(3)))
           lev.sleep(0.05)   -- the block timer looks every 10 ms
           got = ""
@@ -82,13 +101,16 @@ end
 local SCENARIOS = {
   { "BLPOP waits for a push from another client and gets its element",
     "BLPOP q1 q2 0", "",
+    "?blocked 1", "",
     "2> RPUSH q2 a b", ":2\r\n",
     "<", "*2\r\n$2\r\nq2\r\n$1\r\na\r\n",
     "LRANGE q2 0 -1", "*1\r\n$1\r\nb\r\n",
   },
   { "blocked clients are served in the order they blocked",
     "BLPOP q 0", "",
+    "?blocked 1", "",
     "2> BRPOP q 0", "",
+    "?blocked 2", "",
     "3> RPUSH q x y", ":2\r\n",
     "<", "*2\r\n$1\r\nq\r\n$1\r\nx\r\n",
     "2> <", "*2\r\n$1\r\nq\r\n$1\r\ny\r\n",
@@ -96,7 +118,7 @@ local SCENARIOS = {
   },
   { "a blocking pop times out with a null array when the clock passes",
     "BLPOP q 1.5", "",
-    "2> ECHO sync", "$4\r\nsync\r\n",
+    "?blocked 1", "",
     "~ 1", "",
     "2> LLEN q", ":0\r\n",
     "~ 1", "",
@@ -105,12 +127,14 @@ local SCENARIOS = {
   },
   { "requests pipelined behind a blocked command wait for it",
     "raw:*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n*1\r\n$4\r\nPING\r\n", "",
+    "?blocked 1", "",
     "2> LPUSH q v", ":1\r\n",
     "<", "*2\r\n$1\r\nq\r\n$1\r\nv\r\n",
     "<", "+PONG\r\n",
   },
   { "a key turning into another type leaves BLPOP blocked (Redis 7.0)",
     "BLPOP q 0", "",
+    "?blocked 1", "",
     "2> SET q str", "+OK\r\n",
     "2> DEL q", ":1\r\n",
     "2> RPUSH q v", ":1\r\n",
@@ -126,6 +150,7 @@ local SCENARIOS = {
   },
   { "a push inside MULTI wakes the blocked client after EXEC",
     "BLMOVE src dst LEFT RIGHT 0", "",
+    "?blocked 1", "",
     "2> MULTI", "+OK\r\n",
     "2> RPUSH src a", "+QUEUED\r\n",
     "2> EXEC", "*1\r\n:1\r\n",
@@ -134,6 +159,7 @@ local SCENARIOS = {
   },
   { "BZPOPMIN and BZMPOP wake on ZADD",
     "BZPOPMIN z 0", "",
+    "?blocked 1", "",
     "2> ZADD z 2 b 1 a", ":2\r\n",
     "<", "*3\r\n$1\r\nz\r\n$1\r\na\r\n$1\r\n1\r\n",
     "BZMPOP 0 1 z MAX COUNT 3", "*2\r\n$1\r\nz\r\n*1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n",
@@ -141,15 +167,18 @@ local SCENARIOS = {
   { "CLIENT UNBLOCK ends a block with a timeout or an error",
     "CLIENT ID", ":1\r\n",
     "BLPOP q 0", "",
+    "?blocked 1", "",
     "2> CLIENT UNBLOCK 1", ":1\r\n",
     "<", "*-1\r\n",
     "BLPOP q 0", "",
+    "?blocked 1", "",
     "2> CLIENT UNBLOCK 1 ERROR", ":1\r\n",
     "<", "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
     "2> CLIENT UNBLOCK 1", ":0\r\n",
   },
   { "XREAD BLOCK waits for XADD",
     "XREAD BLOCK 0 STREAMS s $", "",
+    "?blocked 1", "",
     "2> XADD s 5-1 f v", "$3\r\n5-1\r\n",
     "<", "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n5-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n",
   },
@@ -218,6 +247,7 @@ local SCENARIOS = {
   { "a script past busy-reply-threshold makes the server BUSY until SCRIPT KILL",
     "CONFIG SET busy-reply-threshold 50", "+OK\r\n",
     { "EVAL", "while true do end", "0" }, "",
+    "?busy", "",
     "2> ECHO sync", "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n",
     "2> MULTI", "+OK\r\n",
     "2> INCR n", "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n",

@@ -28,7 +28,12 @@ local ALIASES = {
   ["slave-priority"] = "replica-priority",
   ["lua-time-limit"] = "busy-reply-threshold",
 }
-for a, b in pairs(ALIASES) do ALIASES[b] = a end
+do
+  -- Both directions (collected first: no new keys during the traversal).
+  local reverse = {}
+  for a, b in pairs(ALIASES) do reverse[b] = a end
+  for b, a in pairs(reverse) do ALIASES[b] = a end
+end
 
 -- notify-keyspace-events flag letters, as Redis reads and writes them.
 

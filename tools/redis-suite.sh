@@ -12,7 +12,7 @@
 # and a built tree (make build: build/ or $LEVR_BUILD). Each unit runs
 # against both servers at the same time, each under a time limit
 # ($SUITE_TIMEOUT seconds, default 900): a unit cut off by it is marked
-# "cut". Logs stay in $SUITE_OUT (default a fresh directory under /tmp).
+# "cut". Each unit gets a fresh mock and a fresh redis-server. Logs stay in $SUITE_OUT (default a fresh directory under /tmp).
 # Not part of make test: it needs the source tree and takes minutes.
 set -u
 tree=${1:?usage: tools/redis-suite.sh REDIS_SOURCE_TREE [unit ...]}
@@ -34,26 +34,32 @@ tags="-slow -needs:debug -needs:repl -needs:save -needs:config-maxmemory \
 mock_pid="" real_dir="$out/real-server"
 cleanup() {
   [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
+  mock_pid=""
   "$here/tools/redis-server.sh" stop "$real_dir" >/dev/null 2>&1
 }
 trap cleanup EXIT INT TERM
 
-rm -f "$out/mock.out" "$out/mock.err"
-: > "$out/mock.out"
-real_port=$("$here/tools/redis-server.sh" start "$real_dir") \
-  || { echo "cannot start redis-server" >&2; exit 1; }
-LEVR_BUILD=${LEVR_BUILD:-$here/build} lua5.4 "$here/examples/mock-server.lua" \
-  --port 0 > "$out/mock.out" 2> "$out/mock.err" &
-mock_pid=$!
-i=0
-while ! grep -q "^listening on" "$out/mock.out" 2>/dev/null; do
-  i=$((i + 1))
-  if [ $i -gt 100 ] || ! kill -0 "$mock_pid" 2>/dev/null; then
-    echo "the mock did not start:" >&2; cat "$out/mock.err" >&2; exit 1
-  fi
-  sleep 0.1
-done
-mock_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/mock.out")
+# A fresh mock and a fresh redis-server for every unit: a test that
+# changes the configuration without restoring it (proto-max-bulk-len, say)
+# must not decide the next unit's results.
+start_servers() {
+  real_port=$("$here/tools/redis-server.sh" start "$real_dir") \
+    || { echo "cannot start redis-server" >&2; exit 1; }
+  rm -f "$out/mock.out" "$out/mock.err"
+  : > "$out/mock.out"
+  LEVR_BUILD=${LEVR_BUILD:-$here/build} lua5.4 "$here/examples/mock-server.lua" \
+    --port 0 > "$out/mock.out" 2> "$out/mock.err" &
+  mock_pid=$!
+  i=0
+  while ! grep -q "^listening on" "$out/mock.out" 2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -gt 100 ] || ! kill -0 "$mock_pid" 2>/dev/null; then
+      echo "the mock did not start:" >&2; cat "$out/mock.err" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  mock_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/mock.out")
+}
 
 # --baseport only moves the harness's own test-server port, so the two
 # concurrent harnesses do not race for the same one.
@@ -72,10 +78,12 @@ passed() {
 printf '%-20s %6s %6s %7s  %s\n' unit real mock "%" notes
 tr=0 tm=0
 for u in $units; do
+  start_servers
   run_unit real "$real_port" "$u" 21111 &
   rp=$!
   run_unit mock "$mock_port" "$u" 21311
   wait $rp
+  cleanup
   f=$(echo "$u" | tr / _)
   passed "$out/real-$f.log" > "$out/real-$f.ok"
   passed "$out/mock-$f.log" > "$out/mock-$f.ok"

@@ -134,7 +134,9 @@
 --     fields); OBJECT ENCODING guesses from sizes, DEBUG OBJECT is a
 --     sketch, MEMORY USAGE an estimate;
 --   * CLIENT LIST/INFO and INFO carry fewer fields; INFO's memory and CPU
---     figures are the Lua process's; commandstats count calls but no time;
+--     figures are the Lua process's (mem_allocator says jemalloc-5.3.0,
+--     as Redis's default build, so tests gated on it run); commandstats
+--     count calls but no time;
 --   * DUMP's payload is the mock's own format (RESTORE on the mock reads
 --     it, a real Redis does not); no persistence (SAVE, BGSAVE succeed and
 --     write nothing), no replication, no cluster, no ACL rules beyond

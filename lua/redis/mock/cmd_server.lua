@@ -405,7 +405,7 @@ return function(E)
         "maxmemory_human:0B",
         "maxmemory_policy:noeviction",
         "mem_fragmentation_ratio:1.00",
-        "mem_allocator:lua",
+        "mem_allocator:jemalloc-5.3.0",
         "lazyfree_pending_objects:0",
         "lazyfreed_objects:0" }
     elseif name == "persistence" then

@@ -640,4 +640,142 @@ return function(E)
     end
     return out
   end }
+
+  -- XINFO STREAM key [FULL [COUNT n]], XINFO GROUPS key, XINFO CONSUMERS
+  -- key group: Redis 7.0's fields; the radix-tree figures are estimates
+  -- and entries-read/lag are not tracked (nil).
+  def{ "xinfo", -2, nil, container = true }
+
+  local function stream_arg(s, key)
+    local st = s.db:lookup(key)
+    if not st then return nil, err("ERR no such key") end
+    if st.type ~= "stream" then return nil, util.WRONGTYPE end
+    return st
+  end
+
+  local function group_names(st)
+    local names = {}
+    for name in pairs(st.groups) do names[#names + 1] = name end
+    table.sort(names)
+    return names
+  end
+
+  local function pel_list(g, filter)
+    local list = {}
+    for _, p in pairs(g.pel) do
+      if not filter or p.consumer == filter then list[#list + 1] = p end
+    end
+    table.sort(list, function(a, b) return less(a.id, b.id) end)
+    return list
+  end
+
+  local function consumer_names(g)
+    local names = {}
+    for name in pairs(g.consumers) do names[#names + 1] = name end
+    table.sort(names)
+    return names
+  end
+
+  def{ "xinfo|stream", -3, function(s, argv)
+    local full, count = false, 10
+    local i = 4
+    while i <= #argv do
+      local opt = lower(argv[i])
+      if opt == "full" then full = true; i = i + 1
+      elseif opt == "count" and full and argv[i + 1] then
+        count = util.int(argv[i + 1])
+        if not count then return util.NOT_INTEGER end
+        i = i + 2
+      else
+        return util.SYNTAX
+      end
+    end
+    local st, e = stream_arg(s, argv[3])
+    if not st then return e end
+    local n = #st.list
+    local head = {
+      "length", n,
+      "radix-tree-keys", n > 0 and 1 or 0,
+      "radix-tree-nodes", 2,
+      "last-generated-id", idtext(st.last),
+      "max-deleted-entry-id", "0-0",
+      "entries-added", st.ever or 0,
+      "recorded-first-entry-id", n > 0 and idtext(st.list[1]) or "0-0",
+    }
+    if not full then
+      head[#head + 1] = "groups"
+      local ng = 0
+      for _ in pairs(st.groups) do ng = ng + 1 end
+      head[#head + 1] = ng
+      head[#head + 1] = "first-entry"
+      head[#head + 1] = n > 0 and entry(st, st.list[1]) or reply.null
+      head[#head + 1] = "last-entry"
+      head[#head + 1] = n > 0 and entry(st, st.list[n]) or reply.null
+      return reply.map(head)
+    end
+    local entries = {}
+    for k, id in ipairs(st.list) do
+      if count > 0 and k > count then break end
+      entries[#entries + 1] = entry(st, id)
+    end
+    head[#head + 1] = "entries"
+    head[#head + 1] = entries
+    local groups = {}
+    for _, name in ipairs(group_names(st)) do
+      local g = st.groups[name]
+      local pel = {}
+      for _, p in ipairs(pel_list(g)) do
+        pel[#pel + 1] = { idtext(p.id), p.consumer, p.delivered, p.count }
+      end
+      local consumers = {}
+      for _, cname in ipairs(consumer_names(g)) do
+        local c = g.consumers[cname]
+        local cp = {}
+        for _, p in ipairs(pel_list(g, cname)) do
+          cp[#cp + 1] = { idtext(p.id), p.delivered, p.count }
+        end
+        consumers[#consumers + 1] = reply.map{ "name", cname, "seen-time", c.seen,
+          "pel-count", #cp, "pending", cp }
+      end
+      groups[#groups + 1] = reply.map{ "name", name, "last-delivered-id", idtext(g.last),
+        "entries-read", reply.null, "lag", reply.null, "pel-count", #pel,
+        "pending", pel, "consumers", consumers }
+    end
+    head[#head + 1] = "groups"
+    head[#head + 1] = groups
+    return reply.map(head)
+  end }
+
+  def{ "xinfo|groups", 3, function(s, argv)
+    local st, e = stream_arg(s, argv[3])
+    if not st then return e end
+    local out = {}
+    for _, name in ipairs(group_names(st)) do
+      local g = st.groups[name]
+      local nc = 0
+      for _ in pairs(g.consumers) do nc = nc + 1 end
+      out[#out + 1] = reply.map{ "name", name, "consumers", nc,
+        "pending", #pel_list(g), "last-delivered-id", idtext(g.last),
+        "entries-read", reply.null, "lag", reply.null }
+    end
+    return out
+  end }
+
+  def{ "xinfo|consumers", 4, function(s, argv)
+    local st, e = stream_arg(s, argv[3])
+    if not st then return e end
+    local g = st.groups[argv[4]]
+    if not g then
+      return err("NOGROUP No such consumer group '" .. argv[4] .. "' for key name '"
+        .. argv[3] .. "'")
+    end
+    local now = s.engine.clock()
+    local out = {}
+    for _, cname in ipairs(consumer_names(g)) do
+      local c = g.consumers[cname]
+      out[#out + 1] = reply.map{ "name", cname, "pending", #pel_list(g, cname),
+        "idle", now - c.seen }
+    end
+    return out
+  end }
 end

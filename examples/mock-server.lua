@@ -26,6 +26,8 @@ package.path = package.path .. ";" .. here .. "/../lua/?.lua;"
   .. here .. "/../lua/?/init.lua"
 
 local lev = require("lev")
+-- Generational GC: most garbage (requests, replies) dies young.
+collectgarbage("generational")
 local mock = require("redis.mock")
 
 local function usage(msg)

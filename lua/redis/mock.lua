@@ -27,6 +27,8 @@
 --   opts.clock      function() -> unix milliseconds (default: real time)
 --   opts.script     list of rules, as if passed to server:script
 --   opts.version    version reported by HELLO and INFO ("7.0.15")
+--   Run standalone (examples/mock-server.lua) it also answers Redis's own
+--   TCL test suite: tools/redis-suite.sh measures that.
 --
 -- server:port()            the port listened on
 -- server:close()           stops listening, closes every connection
@@ -90,24 +92,73 @@
 -- engine:session() -> session; engine:dispatch(session, argv) -> reply;
 -- pub/sub messages for a session collect in session.outbox.
 --
--- Commands: PING ECHO AUTH HELLO SELECT QUIT RESET CLIENT (ID SETNAME
--- GETNAME KILL LIST INFO HELP) FLUSHDB FLUSHALL DBSIZE INFO TIME COMMAND
--- DEL UNLINK EXISTS TYPE EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
--- PERSIST KEYS SCAN RENAME RENAMENX GET SET SETNX SETEX PSETEX GETSET
--- GETDEL MGET MSET MSETNX INCR INCRBY INCRBYFLOAT DECR DECRBY APPEND
--- STRLEN GETRANGE HSET HMSET HSETNX HGET HMGET HDEL HGETALL HEXISTS
--- HINCRBY HKEYS HVALS HLEN HSTRLEN LPUSH RPUSH LPOP RPOP LRANGE LLEN
--- LINDEX LSET SADD SREM SMEMBERS SISMEMBER SMISMEMBER SCARD ZADD ZINCRBY
--- ZSCORE ZRANGE ZREVRANGE ZRANGEBYSCORE ZRANK ZREVRANK ZCARD ZCOUNT ZREM
--- MULTI EXEC DISCARD WATCH UNWATCH SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE
--- PUNSUBSCRIBE PUBLISH. Any other name gets Redis's "unknown command"
--- error unless a handler defines it.
+-- Commands (202; container commands list their subcommands):
+-- APPEND AUTH BGREWRITEAOF BGSAVE BITCOUNT BITPOS BLMOVE BLMPOP BLPOP
+-- BRPOP BRPOPLPUSH BZMPOP BZPOPMAX BZPOPMIN CLIENT (GETNAME HELP ID INFO
+-- KILL LIST NO-EVICT REPLY SETNAME UNBLOCK) COMMAND CONFIG (GET RESETSTAT
+-- REWRITE SET) COPY DBSIZE DEBUG DECR DECRBY DEL DISCARD DUMP ECHO EVAL
+-- EVALSHA EVALSHA_RO EVAL_RO EXEC EXISTS EXPIRE EXPIREAT EXPIRETIME
+-- FLUSHALL FLUSHDB FUNCTION (DELETE DUMP FLUSH LIST STATS) GET GETBIT
+-- GETDEL GETEX GETRANGE GETSET HDEL HELLO HEXISTS HGET HGETALL HINCRBY
+-- HINCRBYFLOAT HKEYS HLEN HMGET HMSET HRANDFIELD HSCAN HSET HSETNX
+-- HSTRLEN HVALS INCR INCRBY INCRBYFLOAT INFO KEYS LASTSAVE LATENCY LCS
+-- LINDEX LINSERT LLEN LMOVE LMPOP LOLWUT LPOP LPOS LPUSH LPUSHX LRANGE
+-- LREM LSET LTRIM MEMORY (DOCTOR USAGE) MGET MOVE MSET MSETNX MULTI
+-- OBJECT (ENCODING FREQ IDLETIME REFCOUNT) PERSIST PEXPIRE PEXPIREAT
+-- PEXPIRETIME PING PSETEX PSUBSCRIBE PTTL PUBLISH PUBSUB (CHANNELS NUMPAT
+-- NUMSUB SHARDCHANNELS SHARDNUMSUB) PUNSUBSCRIBE QUIT RANDOMKEY READONLY
+-- READWRITE RENAME RENAMENX RESET RESTORE ROLE RPOP RPOPLPUSH RPUSH
+-- RPUSHX SADD SAVE SCAN SCARD SCRIPT (EXISTS FLUSH KILL LOAD) SDIFF
+-- SDIFFSTORE SELECT SET SETBIT SETEX SETNX SETRANGE SHUTDOWN SINTER
+-- SINTERCARD SINTERSTORE SISMEMBER SLOWLOG SMEMBERS SMISMEMBER SMOVE SORT
+-- SORT_RO SPOP SPUBLISH SRANDMEMBER SREM SSCAN SSUBSCRIBE STRLEN
+-- SUBSCRIBE SUBSTR SUNION SUNIONSTORE SUNSUBSCRIBE SWAPDB TIME TOUCH TTL
+-- TYPE UNLINK UNSUBSCRIBE UNWATCH WATCH XACK XADD XDEL XGROUP (CREATE
+-- CREATECONSUMER DELCONSUMER DESTROY SETID) XINFO (CONSUMERS GROUPS
+-- STREAM) XLEN XPENDING XRANGE XREAD XREADGROUP XREVRANGE XTRIM ZADD
+-- ZCARD ZCOUNT ZDIFF ZDIFFSTORE ZINCRBY ZINTER ZINTERCARD ZINTERSTORE ZLEXCOUNT ZMPOP ZMSCORE ZPOPMAX ZPOPMIN
+-- ZRANDMEMBER ZRANGE ZRANGEBYLEX ZRANGEBYSCORE ZRANGESTORE ZRANK ZREM
+-- ZREMRANGEBYLEX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREVRANGE
+-- ZREVRANGEBYLEX ZREVRANGEBYSCORE ZREVRANK ZSCAN ZSCORE ZUNION ZUNIONSTORE.
+-- Any other name gets Redis's "unknown command" error unless a handler
+-- defines it. Blocking commands really block (FIFO wake-up per key,
+-- timeouts, answered at once inside MULTI and scripts); EVAL runs Lua in
+-- a per-run sandbox, atomically; notify-keyspace-events is honoured.
 --
--- Where the mock knowingly differs from Redis: KEYS, SCAN and SMEMBERS of
--- non-integer sets answer in creation order (Redis: hash order), SCAN
--- cursors are creation positions, hashes keep insertion order at any size
--- (Redis only below 128 fields), CLIENT LIST/INFO and INFO carry fewer
--- fields.
+-- Where the mock knowingly differs from Redis:
+--   * KEYS, SCAN, SMEMBERS (sets that are not small all-integer ones)
+--     and the set operations answer in the mock's own order (Redis: hash
+--     order); SCAN cursors are creation positions; SSCAN/HSCAN/ZSCAN of
+--     collections up to 128 members answer whole at cursor 0;
+--   * hashes keep insertion order at any size (Redis only below 128
+--     fields); OBJECT ENCODING guesses from sizes, DEBUG OBJECT is a
+--     sketch, MEMORY USAGE an estimate;
+--   * CLIENT LIST/INFO and INFO carry fewer fields; INFO's memory and CPU
+--     figures are the Lua process's (mem_allocator says jemalloc-5.3.0,
+--     as Redis's default build, so tests gated on it run); commandstats
+--     count calls but no time;
+--   * DUMP's payload is the mock's own format (RESTORE on the mock reads
+--     it, a real Redis does not); no persistence (SAVE, BGSAVE succeed and
+--     write nothing), no replication, no cluster, no ACL rules beyond
+--     users with passwords;
+--   * scripts run on Lua 5.4, not 5.1 (no cjson, cmsgpack, bit, struct);
+--     a script running longer than busy-reply-threshold (default 5 s of
+--     CPU) is stopped with an error, because the mock cannot answer BUSY
+--     meanwhile; "return redis.call(...)" errors name line 1;
+--   * FUNCTION has no libraries (FLUSH/LIST/STATS answer as an empty
+--     registry); streams cover XADD XLEN XRANGE XREVRANGE XDEL XTRIM XREAD
+--     XGROUP XREADGROUP XACK XPENDING XINFO (no XCLAIM, XAUTOCLAIM; XINFO
+--     does not track entries-read and lag, its radix-tree figures are
+--     made up), XTRIM "~" trims exactly;
+--   * an unauthenticated client's request limits (10 arguments, 16 KB
+--     bulks) are checked on each read before the requests in it are run,
+--     so an AUTH followed by a big request in the same read is refused;
+--   * the wall clock is the real one (sub-millisecond, from `date +%s%N`
+--     once per process, kept by lev.now()), or opts.clock.
+--
+-- Modes: mock.start builds an engine (redis.mock.engine: keyspace and
+-- commands, no sockets) and serves it (redis.mock.server); a mode such as
+-- a cluster front goes in its own module next to them and reuses both.
 local reply = require("redis.mock.reply")
 
 local M = {}

@@ -293,11 +293,13 @@ return function(E)
   ------------------------------------------------------------------ sets
   local INTSET_MAX = 512
 
+  -- members[m] is m's position in order; a removal moves the last member
+  -- into the hole, so both stay O(1) (the order is Redis-like arbitrary).
   local function set_add(set, m)
     if set.members[m] then return false end
-    set.members[m] = true
-    set.order[#set.order + 1] = m
     set.n = set.n + 1
+    set.order[set.n] = m
+    set.members[m] = set.n
     if set.intset and (util.int(m) == nil or set.n > INTSET_MAX) then
       set.intset = false
     end
@@ -305,22 +307,28 @@ return function(E)
   end
 
   local function set_rem(set, m)
-    if not set.members[m] then return false end
+    local i = set.members[m]
+    if not i then return false end
+    local last = set.order[set.n]
+    set.order[i] = last
+    set.members[last] = i
+    set.order[set.n] = nil
     set.members[m] = nil
     set.n = set.n - 1
-    for i, x in ipairs(set.order) do
-      if x == m then table.remove(set.order, i); break end
-    end
     return true
+  end
+
+  local function new_set(first)
+    -- Redis picks the encoding from the first member.
+    return { type = "set", members = {}, order = {}, n = 0,
+             intset = util.int(first) ~= nil }
   end
 
   def{ "sadd", -3, function(s, argv)
     local set, e = typed(s, argv[2], "set")
     if set == false then return e end
     if not set then
-      -- Redis picks the encoding from the first member.
-      set = { type = "set", members = {}, order = {}, n = 0,
-              intset = util.int(argv[3]) ~= nil }
+      set = new_set(argv[3])
       s.db:put(argv[2], set)
     end
     local n = 0
@@ -347,6 +355,11 @@ return function(E)
     end
     return out
   end
+
+  E.set = { add = set_add, rem = set_rem, new = new_set, members = members,
+            typed = function(s, key) return typed(s, key, "set") end }
+  E.hash = { set = hash_set, del = hash_del, for_write = hash_for_write,
+             typed = function(s, key) return typed(s, key, "hash") end }
 
   def{ "smembers", 2, function(s, argv)
     local set, e = typed(s, argv[2], "set")

@@ -15,7 +15,10 @@ return function(E)
   local function del(s, argv)
     local n = 0
     for i = 2, #argv do
-      if s.db:lookup(argv[i]) and s.db:remove(argv[i]) then n = n + 1 end
+      if s.db:lookup(argv[i]) and s.db:remove(argv[i]) then
+        n = n + 1
+        E.notify(s, "g", "del", argv[i])
+      end
     end
     return n
   end

@@ -269,6 +269,43 @@ return function(E)
     return killed
   end }
 
+  def{ "client|unblock", -3, function(s, argv)
+    local id = util.int(argv[3])
+    if not id then return util.NOT_INTEGER end
+    local how = argv[4] and lower(argv[4]) or "timeout"
+    if #argv > 4 or (how ~= "timeout" and how ~= "error") then
+      return err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+    end
+    local e = s.engine
+    local target = e.sessions[id]
+    if not target or not target.blocked or target.blocked.busy then return 0 end
+    if how == "error" then
+      e:unblock(target, err("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+    else
+      e:unblock(target, target.blocked.timeout_reply or reply.null_array)
+    end
+    return 1
+  end }
+
+  -- CLIENT REPLY ON|OFF|SKIP: the network layer drops replies while
+  -- s.reply_off, and the next one after SKIP (s.reply_skip).
+  def{ "client|reply", 3, function(s, argv)
+    local mode = lower(argv[3])
+    if mode == "on" then
+      s.reply_off, s.reply_skip = false, nil
+      return ok
+    elseif mode == "off" then
+      s.reply_off = true
+      return reply.noreply
+    elseif mode == "skip" then
+      if not s.reply_off then s.reply_skip = 2 end
+      return reply.noreply
+    end
+    return util.SYNTAX
+  end }
+
+  def{ "client|no-evict", 3, function() return ok end }
+
   def{ "client|help", 2, function()
     return {
       status("CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"),
@@ -306,8 +343,14 @@ return function(E)
 
   def{ "dbsize", 1, function(s) return s.db:size() end }
 
-  -- INFO: the server, clients, stats, replication and keyspace sections,
-  -- with the fields specs are likely to read.
+  -- INFO: Redis 7.0's sections, with the fields tests read.
+  local function human(n)
+    if n < 1024 then return n .. "B" end
+    if n < 1024 * 1024 then return string.format("%.2fK", n / 1024) end
+    if n < 1024 ^ 3 then return string.format("%.2fM", n / 1024 ^ 2) end
+    return string.format("%.2fG", n / 1024 ^ 3)
+  end
+
   local function info_section(e, name)
     local now = e.clock()
     local lines
@@ -317,38 +360,118 @@ return function(E)
         "redis_version:" .. e.version,
         "redis_git_sha1:00000000",
         "redis_git_dirty:0",
+        "redis_build_id:0",
         "redis_mode:standalone",
         "os:lev-redis mock",
         "arch_bits:64",
+        "monotonic_clock:lev.now",
+        "multiplexing_api:libuv",
         "process_id:0",
+        "process_supervised:no",
         "run_id:0000000000000000000000000000000000000000",
         "tcp_port:" .. e.port,
-        "server_time_usec:" .. now * 1000,
-        "uptime_in_seconds:" .. up,
-        "uptime_in_days:" .. up // 86400,
+        "server_time_usec:" .. math.floor(now * 1000),
+        "uptime_in_seconds:" .. math.floor(up),
+        "uptime_in_days:" .. math.floor(up // 86400),
         "hz:10",
+        "configured_hz:10",
+        "lru_clock:0",
         "executable:redis.mock",
-        "config_file:" }
+        "config_file:",
+        "io_threads_active:0" }
     elseif name == "clients" then
       lines = { "# Clients",
         "connected_clients:" .. e.session_list:size(),
         "cluster_connections:0",
         "maxclients:10000",
-        "blocked_clients:0",
+        "client_recent_max_input_buffer:0",
+        "client_recent_max_output_buffer:0",
+        "blocked_clients:" .. (e.blocked_count or 0),
         "tracking_clients:0",
-        "clients_in_timeout_table:0" }
+        "clients_in_timeout_table:" .. (e.blocked_count or 0) }
+    elseif name == "memory" then
+      local used = math.floor(collectgarbage("count") * 1024)
+      lines = { "# Memory",
+        "used_memory:" .. used,
+        "used_memory_human:" .. human(used),
+        "used_memory_rss:" .. used,
+        "used_memory_rss_human:" .. human(used),
+        "used_memory_peak:" .. used,
+        "used_memory_peak_human:" .. human(used),
+        "used_memory_lua:32768",
+        "used_memory_scripts:0",
+        "number_of_cached_scripts:" .. (e.script_count or 0),
+        "maxmemory:0",
+        "maxmemory_human:0B",
+        "maxmemory_policy:noeviction",
+        "mem_fragmentation_ratio:1.00",
+        "mem_allocator:jemalloc-5.3.0",
+        "lazyfree_pending_objects:0",
+        "lazyfreed_objects:0" }
+    elseif name == "persistence" then
+      lines = { "# Persistence", "loading:0", "async_loading:0",
+        "rdb_changes_since_last_save:0", "rdb_bgsave_in_progress:0",
+        "rdb_last_save_time:" .. math.floor(e.started // 1000),
+        "rdb_last_bgsave_status:ok", "aof_enabled:0",
+        "aof_rewrite_in_progress:0", "aof_rewrite_scheduled:0",
+        "aof_last_bgrewrite_status:ok", "aof_last_write_status:ok" }
     elseif name == "stats" then
-      local chans, pats = 0, 0
+      local chans, pats, shards = 0, 0, 0
       for _ in pairs(e.channels) do chans = chans + 1 end
       for _ in pairs(e.patterns) do pats = pats + 1 end
+      for _ in pairs(e.shard_channels or {}) do shards = shards + 1 end
       lines = { "# Stats",
         "total_connections_received:" .. e.stats.accepted,
         "total_commands_processed:" .. e.stats.total_commands,
+        "instantaneous_ops_per_sec:0",
         "rejected_connections:" .. e.stats.refused,
+        "expired_keys:" .. (e.store.expired_keys or 0),
+        "evicted_keys:0",
+        "keyspace_hits:0",
+        "keyspace_misses:0",
         "pubsub_channels:" .. chans,
-        "pubsub_patterns:" .. pats }
+        "pubsub_patterns:" .. pats,
+        "pubsubshard_channels:" .. shards,
+        "unexpected_error_replies:0",
+        "total_error_replies:" .. e.stats.error_replies }
     elseif name == "replication" then
-      lines = { "# Replication", "role:master", "connected_slaves:0" }
+      lines = { "# Replication", "role:master", "connected_slaves:0",
+        "master_failover_state:no-failover",
+        "master_replid:0000000000000000000000000000000000000000",
+        "master_replid2:0000000000000000000000000000000000000000",
+        "master_repl_offset:0", "second_repl_offset:-1",
+        "repl_backlog_active:0", "repl_backlog_size:1048576",
+        "repl_backlog_first_byte_offset:0", "repl_backlog_histlen:0" }
+    elseif name == "cpu" then
+      local cpu = string.format("%.6f", os.clock())
+      lines = { "# CPU", "used_cpu_sys:0.000000", "used_cpu_user:" .. cpu,
+        "used_cpu_sys_children:0.000000", "used_cpu_user_children:0.000000",
+        "used_cpu_sys_main_thread:0.000000", "used_cpu_user_main_thread:" .. cpu }
+    elseif name == "modules" then
+      lines = { "# Modules" }
+    elseif name == "commandstats" then
+      lines = { "# Commandstats" }
+      local names = {}
+      for n in pairs(e.cmdstats) do names[#names + 1] = n end
+      table.sort(names)
+      for _, n in ipairs(names) do
+        local st = e.cmdstats[n]
+        lines[#lines + 1] = string.format("cmdstat_%s:calls=%d,usec=0,"
+          .. "usec_per_call=0.00,rejected_calls=%d,failed_calls=%d", n,
+          st[1], st[2], st[3])
+      end
+    elseif name == "errorstats" then
+      lines = { "# Errorstats" }
+      local codes = {}
+      for c in pairs(e.errstats) do codes[#codes + 1] = c end
+      table.sort(codes)
+      for _, c in ipairs(codes) do
+        lines[#lines + 1] = "errorstat_" .. c .. ":count=" .. e.errstats[c]
+      end
+    elseif name == "latencystats" then
+      lines = { "# Latencystats" }
+    elseif name == "cluster" then
+      lines = { "# Cluster", "cluster_enabled:0" }
     elseif name == "keyspace" then
       lines = { "# Keyspace" }
       for i = 0, store.NDBS - 1 do
@@ -360,7 +483,7 @@ return function(E)
             total = total + (when - now)
             m = m + 1
           end
-          local avg = m > 0 and total // m or 0
+          local avg = m > 0 and math.floor(total // m) or 0
           lines[#lines + 1] = string.format("db%d:keys=%d,expires=%d,avg_ttl=%d",
             i, n, db.nexpires, avg)
         end
@@ -371,23 +494,30 @@ return function(E)
     return table.concat(lines, "\r\n") .. "\r\n"
   end
 
-  local ALL = { "server", "clients", "stats", "replication", "keyspace" }
+  local ORDER = { "server", "clients", "memory", "persistence", "stats",
+    "replication", "cpu", "modules", "commandstats", "errorstats",
+    "latencystats", "cluster", "keyspace" }
+  local DEFAULT = { server = true, clients = true, memory = true,
+    persistence = true, stats = true, replication = true, cpu = true,
+    modules = true, errorstats = true, cluster = true, keyspace = true }
 
   def{ "info", -1, function(s, argv)
     local want, order = {}, {}
     if #argv == 1 then
-      for _, n in ipairs(ALL) do want[n] = true end
+      want = DEFAULT
     else
       for i = 2, #argv do
         local n = lower(argv[i])
-        if n == "all" or n == "everything" or n == "default" then
-          for _, a in ipairs(ALL) do want[a] = true end
+        if n == "all" or n == "everything" then
+          for _, a in ipairs(ORDER) do want[a] = true end
+        elseif n == "default" then
+          for a in pairs(DEFAULT) do want[a] = true end
         else
           want[n] = true
         end
       end
     end
-    for _, n in ipairs(ALL) do
+    for _, n in ipairs(ORDER) do
       if want[n] then order[#order + 1] = info_section(s.engine, n) end
     end
     local text = table.concat(order, "\r\n")
@@ -396,8 +526,8 @@ return function(E)
   end }
 
   def{ "time", 1, function(s)
-    local ms = s.engine.clock()
-    return { tostring(ms // 1000), tostring((ms % 1000) * 1000) }
+    local us = math.floor(s.engine.clock_us())
+    return { tostring(us // 1000000), tostring(us % 1000000) }
   end }
 
   -- COMMAND: enough for redis-cli, which asks for COMMAND DOCS at startup
@@ -536,5 +666,98 @@ return function(E)
 
   def{ "publish", 3, function(s, argv)
     return s.engine:publish(argv[2], argv[3])
+  end }
+
+  -- Sharded pub/sub: one shard here, so SPUBLISH reaches the channel's
+  -- SSUBSCRIBErs; patterns do not apply.
+  local function shard_subs(e, ch)
+    e.shard_channels = e.shard_channels or {}
+    return e.shard_channels
+  end
+
+  def{ "ssubscribe", -2, function(s, argv)
+    if s.multi then return err("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client") end
+    local e = s.engine
+    local all = shard_subs(e)
+    s.shard = s.shard or E.oset()
+    local out = {}
+    for i = 2, #argv do
+      local ch = argv[i]
+      if s.shard:add(ch) then
+        all[ch] = all[ch] or E.oset()
+        all[ch]:add(s)
+      end
+      out[#out + 1] = confirm("ssubscribe", ch, s.shard:size())
+    end
+    return reply.many(out)
+  end }
+
+  def{ "sunsubscribe", -1, function(s, argv)
+    local e = s.engine
+    local all = shard_subs(e)
+    s.shard = s.shard or E.oset()
+    local names = {}
+    if #argv == 1 then
+      names = s.shard:items()
+      if #names == 0 then return confirm("sunsubscribe", reply.null, 0) end
+    else
+      for i = 2, #argv do names[#names + 1] = argv[i] end
+    end
+    local out = {}
+    for _, ch in ipairs(names) do
+      if s.shard:remove(ch) then
+        all[ch]:remove(s)
+        if all[ch]:size() == 0 then all[ch] = nil end
+      end
+      out[#out + 1] = confirm("sunsubscribe", ch, s.shard:size())
+    end
+    return reply.many(out)
+  end }
+
+  def{ "spublish", 3, function(s, argv)
+    local subs = shard_subs(s.engine)[argv[2]]
+    if not subs then return 0 end
+    local n = 0
+    for _, other in ipairs(subs:items()) do
+      other:deliver(reply.push({ "smessage", argv[2], argv[3] }))
+      n = n + 1
+    end
+    return n
+  end }
+
+  def{ "pubsub", -2, nil, container = true }
+
+  local function sorted_names(t, pattern)
+    local out = {}
+    for ch in pairs(t or {}) do
+      if not pattern or store.match(pattern, ch) then out[#out + 1] = ch end
+    end
+    table.sort(out)
+    return out
+  end
+
+  def{ "pubsub|channels", -2, function(s, argv)
+    return sorted_names(s.engine.channels, argv[3])
+  end }
+  def{ "pubsub|shardchannels", -2, function(s, argv)
+    return sorted_names(s.engine.shard_channels, argv[3])
+  end }
+  def{ "pubsub|numpat", 2, function(s)
+    local n = 0
+    for _ in pairs(s.engine.patterns) do n = n + 1 end
+    return n
+  end }
+  local function numsub(t, argv)
+    local flat = {}
+    for i = 3, #argv do
+      local subs = t and t[argv[i]]
+      flat[#flat + 1] = argv[i]
+      flat[#flat + 1] = subs and subs:size() or 0
+    end
+    return reply.map(flat)
+  end
+  def{ "pubsub|numsub", -2, function(s, argv) return numsub(s.engine.channels, argv) end }
+  def{ "pubsub|shardnumsub", -2, function(s, argv)
+    return numsub(s.engine.shard_channels, argv)
   end }
 end

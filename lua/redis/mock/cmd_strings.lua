@@ -23,9 +23,19 @@ return function(E)
     return obj.value
   end
 
+  -- An existing string object is updated in place (no garbage per SET).
   local function put_string(s, key, value, keep_ttl)
-    s.db:put(key, { type = "string", value = value }, keep_ttl)
+    local db = s.db
+    local obj = db.data[key]
+    if obj and obj.type == "string" then
+      obj.value = value
+      if not keep_ttl and db.expires[key] then db:persist(key) end
+      db:touch(key)
+      return
+    end
+    db:put(key, { type = "string", value = value }, keep_ttl)
   end
+  E.put_string = put_string
 
   def{ "get", 2, function(s, argv)
     local v, e = get_string(s, argv[2])

@@ -79,8 +79,12 @@ M.oset = oset
 local Engine = {}
 Engine.__index = Engine
 
-local function wall_ms()
-  return os.time() * 1000
+-- The default clock: real time with sub-second precision when lev is
+-- there (its monotonic clock), whole seconds otherwise.
+local function default_clock()
+  local ok, lev = pcall(require, "lev")
+  if ok and lev.now then return util.wall_clock(lev.now) end
+  return function() return os.time() * 1000 end
 end
 
 -- opts: password (the default user's), users ({ name = password }),
@@ -90,10 +94,30 @@ function M.new(opts)
   opts = opts or {}
   local e = setmetatable({}, Engine)
   e.offset = 0
-  local clock = opts.clock or wall_ms
+  local clock = opts.clock or default_clock()
   e.base_clock = clock
-  e.clock = function() return math.floor(clock() + e.offset) end
+  -- While a command runs the time is read once (e.snap), as Redis reads
+  -- it once per command for expiry.
+  e.clock = function()
+    local t = e.snap
+    if t then return t end
+    t = math.floor(clock() + e.offset)
+    if e.snap == false then e.snap = t end
+    return t
+  end
+  -- TIME's microseconds: the clock's fraction of a millisecond kept.
+  e.clock_us = function() return (clock() + e.offset) * 1000 end
   e.store = store.new(e.clock)
+  e.store.on_new = function(db, key)
+    if e.notify and e.notify.n then
+      M.notify({ engine = e, dbi = db.index }, "n", "new", key, db.index)
+    end
+  end
+  e.store.on_expired = function(db, key)
+    if e.notify and e.notify.x then
+      M.notify({ engine = e, dbi = db.index }, "x", "expired", key, db.index)
+    end
+  end
   e.password = opts.password
   e.users = {}
   for name, pass in pairs(opts.users or {}) do e.users[name] = pass end
@@ -110,7 +134,9 @@ function M.new(opts)
   e.errors = {}
   e.port = opts.port or 6379
   e.stats = { accepted = 0, live = 0, commands = {}, total_commands = 0,
-              refused = 0 }
+              refused = 0, error_replies = 0 }
+  e.cmdstats = {}   -- fullname -> { calls, rejected, failed } (INFO)
+  e.errstats = {}   -- error code -> count (INFO errorstats)
   return e
 end
 
@@ -178,6 +204,7 @@ end
 
 function Session:subscriptions()
   return self.channels:size() + self.patterns:size()
+    + (self.shard and self.shard:size() or 0)
 end
 
 function Session:unwatch()
@@ -229,6 +256,8 @@ function Session:gone()
   self.dead = true
   self:unwatch()
   local e = self.engine
+  if self.blocked then e:unpark(self) end
+  if e.busy and e.busy.session == self then e.busy = nil end
   for _, ch in ipairs(self.channels.list) do
     local subs = e.channels[ch]
     if subs then
@@ -246,6 +275,15 @@ function Session:gone()
       end
     end
   end
+  if self.shard and e.shard_channels then
+    for _, ch in ipairs(self.shard.list) do
+      local subs = e.shard_channels[ch]
+      if subs then
+        subs:remove(self)
+        if subs:size() == 0 then e.shard_channels[ch] = nil end
+      end
+    end
+  end
   e.sessions[self.id] = nil
   e.session_list:remove(self)
 end
@@ -258,11 +296,31 @@ function Session:kill()
   self:gone()
 end
 
+-- Command names as received -> { lower, upper }, for known commands only
+-- and at most NAMES_MAX spellings, so a hostile client cannot grow it.
+local NAMES, names_n, NAMES_MAX = {}, 0, 4096
+local function names_of(raw)
+  local c = NAMES[raw]
+  if c then return c[1], c[2] end
+  local lo, up = util.lower(raw), raw:upper()
+  if commands[lo] and names_n < NAMES_MAX then
+    NAMES[raw] = { lo, up, commands[lo] }
+    names_n = names_n + 1
+  end
+  return lo, up
+end
+M.names_of = names_of
+
+local function handler_for(e, s, up)
+  if next(s.handlers) == nil and next(e.handlers) == nil then return nil end
+  return s.handlers[up] or e.handlers[up]
+end
+
 -- Command lookup: the command, or nil and the error reply Redis gives.
 local function lookup(e, s, argv)
-  local name = util.lower(argv[1])
+  local name, up = names_of(argv[1])
   local cmd = commands[name]
-  local handler = s.handlers[argv[1]:upper()] or e.handlers[argv[1]:upper()]
+  local handler = handler_for(e, s, up)
   if cmd and cmd.sub and #argv >= 2 then
     local sub = cmd.sub[util.lower(argv[2])]
     if not sub then
@@ -293,18 +351,51 @@ end
 
 -- A rejected command: inside MULTI it also dooms the transaction, and a
 -- rejected EXEC reports EXECABORT with the reason.
-local function reject(s, cmd, text)
+-- Counts an error reply in INFO's errorstats (by its first word).
+local ERROR_MT = getmetatable(reply.error("x"))
+local STATUS_MT = getmetatable(reply.ok)
+local function count_error(e, r)
+  local code = r[1]:match("^(%S+)") or "ERR"
+  e.errstats[code] = (e.errstats[code] or 0) + 1
+  e.stats.error_replies = e.stats.error_replies + 1
+end
+M.count_error = count_error
+
+local function cmdstat(e, cmd)
+  local name = cmd.fullname
+  local st = e.cmdstats[name]
+  if not st then
+    st = { 0, 0, 0 }
+    e.cmdstats[name] = st
+  end
+  return st
+end
+
+-- text is the error without its code ("ERR " is added) unless coded.
+local function reject(s, cmd, text, coded)
   if s.multi then s.multi_error = true end
+  local r
   if cmd and cmd.name == "exec" and s.multi then
     s:discard()
-    return err("EXECABORT Transaction discarded because of: " .. text)
+    r = err("EXECABORT Transaction discarded because of: " .. text)
+  else
+    r = err(coded and text or "ERR " .. text)
   end
-  return err("ERR " .. text)
+  local e = s.engine
+  if cmd then local st = cmdstat(e, cmd); st[2] = st[2] + 1 end
+  count_error(e, r)
+  return r
 end
 
 local PUBSUB_OK = { ping = true, subscribe = true, unsubscribe = true,
                     psubscribe = true, punsubscribe = true, quit = true,
                     reset = true, ssubscribe = true, sunsubscribe = true }
+-- What a client may run while a script is busy (Redis's allow-busy).
+local ALLOW_BUSY = { auth = true, discard = true, hello = true, multi = true,
+  quit = true, reset = true, unwatch = true, watch = true, shutdown = true,
+  ["script|kill"] = true, ["function|kill"] = true, ["function|stats"] = true }
+local BUSY_TEXT = "BUSY Redis is busy running a script. You can only call "
+  .. "SCRIPT KILL or SHUTDOWN NOSAVE."
 local MULTI_RUNS = { exec = true, discard = true, multi = true, watch = true,
                      quit = true, reset = true }
 
@@ -314,8 +405,11 @@ local MULTI_RUNS = { exec = true, discard = true, multi = true, watch = true,
 -- becomes an error reply and is kept in engine.errors, so a spec sees it
 -- instead of a dead connection.
 function Engine:call(s, cmd, argv)
-  local handler = cmd.handler or s.handlers[argv[1]:upper()]
-    or self.handlers[argv[1]:upper()]
+  local handler = cmd.handler
+  if not handler and (next(s.handlers) ~= nil or next(self.handlers) ~= nil) then
+    local _, up = names_of(argv[1])
+    handler = handler_for(self, s, up)
+  end
   local ok, r
   if handler then
     ok, r = pcall(handler, argv, s)
@@ -336,14 +430,31 @@ function Engine:call(s, cmd, argv)
   ok, r = pcall(cmd.fn, s, argv)
   if not ok then
     self.errors[#self.errors + 1] = r
-    return err("ERR mock internal error: " .. tostring(r))
+    r = err("ERR mock internal error: " .. tostring(r))
+  end
+  return self:finish(s, cmd, argv, r, getmetatable(r))
+end
+
+-- After a command ran: notifications, a block to park, statistics.
+function Engine:finish(s, cmd, argv, r, mt)
+  local n = self.notify
+  if n and (n.K or n.E) then M.after_command(s, cmd, argv, r) end
+  if mt == reply.BLOCK_MT then
+    self:block(s, r)
+    r = reply.noreply
+  end
+  local st = cmdstat(self, cmd)
+  st[1] = st[1] + 1
+  if mt == ERROR_MT then
+    st[3] = st[3] + 1
+    count_error(self, r)
   end
   return r
 end
 
 -- Counts a received command under its upper-case name.
 function Engine:count(argv)
-  local name = argv[1]:upper()
+  local _, name = names_of(argv[1])
   local c = self.stats.commands
   c[name] = (c[name] or 0) + 1
   self.stats.total_commands = self.stats.total_commands + 1
@@ -353,10 +464,54 @@ end
 -- when the connection must be closed after this reply (QUIT). counted
 -- says the caller has already counted the command in the statistics.
 function Engine:dispatch(s, argv, counted)
+  if self.snap ~= nil then return self:dispatch_now(s, argv, counted) end
+  -- The common case in one place: a known, plain command with its arity
+  -- from an authenticated client outside MULTI and pub/sub, no handlers.
+  local nm = NAMES[argv[1]]
+  local cmd = nm and nm[3]
+  if cmd and cmd.fn and not counted and s.authenticated and not s.multi
+    and not self.busy
+    and s.channels.list[1] == nil and s.patterns.list[1] == nil and not s.shard
+    and next(s.handlers) == nil and next(self.handlers) == nil then
+    local n, ar = #argv, cmd.arity
+    if ar == n or (ar < 0 and n >= -ar) then
+      local c, up = self.stats.commands, nm[2]
+      c[up] = (c[up] or 0) + 1
+      self.stats.total_commands = self.stats.total_commands + 1
+      s.last_cmd = cmd.fullname
+      self.snap = false   -- the time is read when first needed
+      local ok, r = pcall(cmd.fn, s, argv)
+      if not ok then
+        self.errors[#self.errors + 1] = r
+        r = err("ERR mock internal error: " .. tostring(r))
+      end
+      local mt = getmetatable(r)
+      if mt ~= nil and mt ~= STATUS_MT then r = self:finish(s, cmd, argv, r, mt)
+      else
+        local notify = self.notify
+        if notify and (notify.K or notify.E) then M.after_command(s, cmd, argv, r) end
+        local st = self.cmdstats[cmd.fullname] or cmdstat(self, cmd)
+        st[1] = st[1] + 1
+      end
+      if self.snap then s.last = self.snap end
+      self.snap = nil
+      if self.store.ready_n > 0 then self:serve_ready() end
+      return r
+    end
+  end
+  self.snap = false
+  local ok, r = pcall(self.dispatch_now, self, s, argv, counted)
+  s.last = self.snap or self.clock()
+  self.snap = nil
+  if not ok then error(r, 0) end
+  if self.store.ready_n > 0 then self:serve_ready() end
+  return r
+end
+
+function Engine:dispatch_now(s, argv, counted)
   if #argv == 0 then return reply.noreply end
   if not counted then self:count(argv) end
-  s.last = self.clock()
-  if util.lower(argv[1]) == "quit" then
+  if names_of(argv[1]) == "quit" then
     -- Redis 7.0 answers QUIT before any other check, args or not.
     s.closing = true
     return reply.ok
@@ -371,12 +526,22 @@ function Engine:dispatch(s, argv, counted)
   end
   if not s.authenticated and not cmd.flags.noauth then
     if s.multi then s.multi_error = true end
-    return err("NOAUTH Authentication required.")
+    local r = err("NOAUTH Authentication required.")
+    local st = cmdstat(self, cmd)
+    st[2] = st[2] + 1
+    count_error(self, r)
+    return r
   end
   if s:subscriptions() > 0 and s.proto == 2 and not PUBSUB_OK[cmd.name] then
     return reject(s, cmd, "Can't execute '" .. cmd.fullname .. "': only "
       .. "(P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
       .. "allowed in this context")
+  end
+  if self.busy and not ALLOW_BUSY[cmd.fullname] then
+    return reject(s, cmd, BUSY_TEXT, true)
+  end
+  if s.multi and cmd.flags.nomulti then
+    return reject(s, cmd, "Command not allowed inside a transaction")
   end
   if s.multi and not MULTI_RUNS[cmd.name] then
     local copy = {}
@@ -402,9 +567,13 @@ function Engine:exec(s)
   s.multi = nil
   s:unwatch()
   local out = { n = #queue }
+  -- Blocking commands answer at once inside a transaction.
+  local deny = s.deny_blocking
+  s.deny_blocking = true
   for i, item in ipairs(queue) do
     out[i] = self:call(s, item.cmd, item.argv)
   end
+  s.deny_blocking = deny
   return out
 end
 
@@ -439,5 +608,13 @@ require("redis.mock.cmd_keys")(M)
 require("redis.mock.cmd_strings")(M)
 require("redis.mock.cmd_collections")(M)
 require("redis.mock.cmd_zset")(M)
+require("redis.mock.cmd_admin")(M)
+require("redis.mock.blocking")(M)
+require("redis.mock.notify")(M)
+require("redis.mock.cmd_lists")(M)
+require("redis.mock.cmd_sets")(M)
+require("redis.mock.cmd_more")(M)
+require("redis.mock.cmd_scripting")(M)
+require("redis.mock.cmd_streams")(M)
 
 return M

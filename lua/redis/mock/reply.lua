@@ -24,7 +24,7 @@ end
 
 for _, k in ipairs({ "status", "error", "null", "null_array", "map", "set",
                      "push", "double", "verbatim", "bignum", "raw", "many",
-                     "noreply", "array" }) do
+                     "noreply", "array", "block" }) do
   kind_mt(k)
 end
 
@@ -82,6 +82,10 @@ function M.verbatim(text, fmt) return tagged("verbatim", { text, fmt or "txt" })
 function M.bignum(digits) return tagged("bignum", { tostring(digits) }) end
 -- Bytes written exactly as given, whatever the protocol.
 function M.raw(bytes) return tagged("raw", { bytes }) end
+-- A blocking command's request to wait (redis.mock.blocking); the engine
+-- turns it into a parked session, it is never encoded.
+function M.block(spec) return tagged("block", spec) end
+M.BLOCK_MT = MT.block
 -- Several replies for one command (SUBSCRIBE a b answers twice).
 function M.many(list) return tagged("many", list) end
 
@@ -190,6 +194,10 @@ end
 
 -- The bytes of reply value v for protocol 2 (default) or 3.
 function M.encode(v, proto)
+  local ty = type(v)
+  if ty == "string" then return "$" .. #v .. "\r\n" .. v .. "\r\n" end
+  if ty == "number" and math.type(v) == "integer" then return ":" .. v .. "\r\n" end
+  if ty == "table" and getmetatable(v) == MT.status then return "+" .. v[1] .. "\r\n" end
   local out = {}
   encode(out, v, proto == 3 and 3 or 2)
   return table.concat(out)

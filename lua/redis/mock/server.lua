@@ -148,9 +148,33 @@ local function enqueue(conn, item)
   drain(conn)
 end
 
--- Pub/sub messages and other out-of-band replies.
+-- Replies of one batch of requests collect in conn.batch and leave in one
+-- write (flush_batch); a reply with effects (delay, split ...) first
+-- flushes what is collected, so bytes keep their order.
+local function flush_batch(conn)
+  local b = conn.batch
+  if b and b.n > 0 then
+    local bytes = table.concat(b, "", 1, b.n)
+    for i = 1, b.n do b[i] = nil end
+    b.n = 0
+    enqueue(conn, { bytes = bytes })
+  end
+end
+
+local function add_bytes(conn, bytes)
+  local b = conn.batch
+  if b then
+    b.n = b.n + 1
+    b[b.n] = bytes
+  else
+    enqueue(conn, { bytes = bytes })
+  end
+end
+
+-- Pub/sub messages and other out-of-band replies. One pushed while the
+-- connection's own batch is being answered joins the batch, in order.
 function Conn:deliver(r)
-  enqueue(self, { bytes = reply.encode(r, self.proto) })
+  add_bytes(self, reply.encode(r, self.proto))
 end
 
 -- Sends a reply value (or mock.raw bytes) to this client now.
@@ -190,6 +214,8 @@ local REDIS_WORDS = {
   ["bulk string too long"] = "invalid bulk length",
 }
 
+local run_requests
+
 local function protocol_error(conn, text)
   local detail = text:gsub("^protocol error: ", "")
   detail = REDIS_WORDS[detail] or detail
@@ -203,10 +229,16 @@ local function process(conn, argv)
   local srv = conn.server
   local e = srv.engine
   if #argv == 0 then return end
+  -- The log is a ring of LOG_MAX entries.
   local log = srv.history
-  log[#log + 1] = argv
-  if #log > LOG_MAX then table.remove(log, 1) end
-  local rule = find_rule({ conn.rules, srv.rules }, argv, conn)
+  local at = log.next
+  log[at] = argv
+  log.next = at % LOG_MAX + 1
+  if log.n < LOG_MAX then log.n = log.n + 1 end
+  local rule
+  if conn.rules[1] or srv.rules[1] then
+    rule = find_rule({ conn.rules, srv.rules }, argv, conn)
+  end
   local r
   if rule then use(rule) end
   if rule and rule.reply ~= nil then
@@ -225,13 +257,169 @@ local function process(conn, argv)
   else
     r = e:dispatch(conn, argv)
   end
-  local item = { bytes = reply.encode(r, conn.proto) }
-  if rule then
-    item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
-    item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
-    item.close = rule.close
+  if conn.reply_off or conn.reply_skip then
+    -- CLIENT REPLY OFF/SKIP: the reply is dropped; pushes (subscription
+    -- confirmations) still go, as in Redis.
+    local kind = reply.kind(r)
+    local push = kind == "push" or (kind == "many" and reply.kind(r[1]) == "push")
+    if conn.reply_skip then
+      conn.reply_skip = conn.reply_skip - 1
+      if conn.reply_skip <= 0 then conn.reply_skip = nil end
+    end
+    if not push then return end
   end
+  if e.notify and e.notify.x then srv:watch_expiry() end
+  if not rule then
+    add_bytes(conn, reply.encode(r, conn.proto))
+    return
+  end
+  local item = { bytes = reply.encode(r, conn.proto) }
+  item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
+  item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
+  item.close = rule.close
+  flush_batch(conn)
   enqueue(conn, item)
+end
+
+-- Redis's limits for a client that has not authenticated yet: more than
+-- 10 arguments or a bulk over 16 KB is a protocol error and a close. The
+-- request reader would wait for the whole request, so the headers are
+-- read here, in Lua, only while the connection is unauthenticated.
+local UNAUTH_ARGS, UNAUTH_BULK = 10, 16384
+
+local function unauth_check(conn, data)
+  local buf = (conn.unauth_buf or "") .. data
+  local p = 1
+  while p <= #buf do
+    local start = p
+    if buf:byte(p) ~= 42 then -- inline request: one line
+      local nl = buf:find("\n", p, true)
+      if not nl then break end
+      p = nl + 1
+    else
+      local eol = buf:find("\r\n", p, true)
+      if not eol then break end
+      local n = tonumber(buf:sub(p + 1, eol - 1)) or 0
+      if n > UNAUTH_ARGS then return "unauthenticated multibulk length" end
+      p = eol + 2
+      local complete = true
+      for _ = 1, n do
+        eol = buf:find("\r\n", p, true)
+        if not eol then complete = false; break end
+        local len = tonumber(buf:sub(p + 1, eol - 1)) or 0
+        if len > UNAUTH_BULK then return "unauthenticated bulk length" end
+        if eol + 2 + len + 2 - 1 > #buf then complete = false; break end
+        p = eol + 2 + len + 2
+      end
+      if not complete then p = start; break end
+    end
+  end
+  conn.unauth_buf = buf:sub(p)
+  return nil
+end
+
+-- Answers the requests the connection's reader holds, until it runs dry
+-- or a blocking command parks the connection (further requests wait in
+-- the reader, as Redis leaves them in the query buffer). Runs in the
+-- connection's task, or in a task resuming a connection a blocking
+-- command has released; never twice at once for one connection.
+function run_requests(conn)
+  if conn.processing then return end
+  conn.processing = true
+  -- Set only while this batch is answered (deliveries to an idle
+  -- connection go straight out).
+  conn.batch = conn.batch_buf
+  local ok, failure = pcall(function()
+    while not conn.closed and not conn.closing and not conn.blocked do
+      local argv, perr = conn.reader:next()
+      if not argv then
+        if perr then
+          flush_batch(conn)
+          protocol_error(conn, perr)
+        end
+        break
+      end
+      process(conn, argv)
+      if conn.blocked then
+        flush_batch(conn)
+        conn.server:watch_blocks()
+      end
+    end
+  end)
+  flush_batch(conn)
+  conn.batch = nil
+  conn.processing = false
+  if not ok then
+    conn.server.engine.errors[#conn.server.engine.errors + 1] = failure
+    conn:close()
+  end
+  if conn.closing and not conn.draining and not conn.closed
+    and conn.queue.first > conn.queue.last then
+    conn:close()
+  end
+end
+
+-- A blocked connection's answer (served, timed out or unblocked): write
+-- it, then answer the requests that waited behind it, in a task of
+-- their own (the caller is another connection's command).
+function Conn:wake(r)
+  add_bytes(self, reply.encode(r, self.proto))
+  local lev = self.server.lev
+  if self.reader and not self.closed then
+    lev.spawn(function() pcall(run_requests, self) end)
+  end
+end
+
+-- Keeps one task timing out blocked clients while any has a deadline.
+function Server:watch_blocks()
+  if self.block_timer then return end
+  self.block_timer = true
+  local lev, e = self.lev, self.engine
+  lev.spawn(function()
+    local ok = pcall(function()
+      while not self.closed do
+        local nearest = e:expire_blocks()
+        if not nearest then break end
+        local wait = (nearest - e.clock()) / 1000
+        if wait > 0.01 then wait = 0.01 end
+        if wait < 0.001 then wait = 0.001 end
+        lev.sleep(wait)
+      end
+    end)
+    self.block_timer = false
+    if not ok then return end
+  end)
+end
+
+-- With expired-key notifications on, one task deletes keys whose time
+-- has come (Redis's active expiry), so "expired" events fire without a
+-- command touching the key. It ends when no key has a deadline.
+function Server:watch_expiry()
+  if self.expiry_timer then return end
+  self.expiry_timer = true
+  local lev, e = self.lev, self.engine
+  lev.spawn(function()
+    pcall(function()
+      while not self.closed and e.notify and e.notify.x do
+        local any = false
+        for i = 0, 15 do
+          local db = e.store.dbs[i]
+          if db.nexpires > 0 then
+            any = true
+            local dead = {}
+            local now = e.clock()
+            for key, when in pairs(db.expires) do
+              if now > when then dead[#dead + 1] = key end
+            end
+            for _, key in ipairs(dead) do db:lookup(key) end
+          end
+        end
+        if not any then break end
+        lev.sleep(0.05)
+      end
+    end)
+    self.expiry_timer = false
+  end)
 end
 
 local function serve(srv, stream)
@@ -253,24 +441,28 @@ local function serve(srv, stream)
     rules = {},
     handlers = {},
     queue = { first = 1, last = 0 },
+    batch_buf = { n = 0 },
   }, Conn)
   e.stats.live = e.stats.live + 1
   srv.conns[conn] = true
   local reader = srv.core.reader({ request = true })
+  conn.reader = reader
   local ok, failure = pcall(function()
     if srv.on_connect then srv.on_connect(conn) end
     while not conn.closed and not conn.closing do
       local data = stream:read()
       if not data then break end
-      reader:feed(data)
-      while not conn.closed and not conn.closing do
-        local argv, perr = reader:next()
-        if not argv then
-          if perr then protocol_error(conn, perr) end
+      if not conn.authenticated then
+        local bad = unauth_check(conn, data)
+        if bad then
+          protocol_error(conn, bad)
           break
         end
-        process(conn, argv)
+      else
+        conn.unauth_buf = nil
       end
+      reader:feed(data)
+      run_requests(conn)
     end
   end)
   -- A QUIT answered while another task drains: wait for the bytes.
@@ -345,14 +537,16 @@ end
 function Server:reset_stats()
   local s = self.engine.stats
   s.accepted, s.commands, s.total_commands, s.refused = 0, {}, 0, 0
-  self.history = {}
+  self.history = { n = 0, next = 1 }
 end
 
 -- The last commands received (argument arrays, oldest first, at most
 -- 1000).
 function Server:log()
   local out = {}
-  for i, argv in ipairs(self.history) do out[i] = argv end
+  local log = self.history
+  local first = log.n < LOG_MAX and 1 or log.next
+  for i = 0, log.n - 1 do out[i + 1] = log[(first - 1 + i) % LOG_MAX + 1] end
   return out
 end
 
@@ -407,11 +601,7 @@ function M.start(opts)
   opts = opts or {}
   local lev = require("lev")
   local core = require("redis.core")
-  local base_unix = os.time() * 1000
-  local base_now = lev.now()
-  local clock = opts.clock or function()
-    return base_unix + (lev.now() - base_now) * 1000
-  end
+  local clock = opts.clock or require("redis.mock.util").wall_clock(lev.now)
   local srv = setmetatable({
     lev = lev,
     core = core,
@@ -419,7 +609,7 @@ function M.start(opts)
     port_number = opts.port or 0,
     rules = {},
     conns = {},
-    history = {},
+    history = { n = 0, next = 1 },
     on_connect = opts.on_connect,
   }, Server)
   srv.engine = engine_mod.new({
@@ -436,4 +626,6 @@ function M.start(opts)
   return srv
 end
 
+M._process = process
+M._flush = flush_batch
 return M

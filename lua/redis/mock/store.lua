@@ -39,12 +39,24 @@ local function new_db(store, index)
   }, Db)
 end
 
--- Marks WATCHers of key dirty (Redis's signalModifiedKey).
+-- Marks WATCHers of key dirty (Redis's signalModifiedKey) and, when
+-- blocked clients wait on it, the key ready (redis.mock.blocking).
 function Db:touch(key)
-  local w = self.store.watchers[self.index]
+  local st = self.store
+  st.dirty = st.dirty + 1
+  local w = st.watchers[self.index]
   local sessions = w and w[key]
   if sessions then
     for s in pairs(sessions) do s.dirty_cas = true end
+  end
+  local waiting = st.waiting[self.index]
+  if waiting and waiting[key] then
+    local id = self.index .. ":" .. key
+    if not st.ready_set[id] then
+      st.ready_set[id] = true
+      st.ready_n = st.ready_n + 1
+      st.ready[st.ready_n] = { dbi = self.index, key = key }
+    end
   end
 end
 
@@ -80,6 +92,8 @@ function Db:lookup(key)
   if obj == nil then return nil end
   if self:expired(key) then
     self:remove(key)
+    self.store.expired_keys = self.store.expired_keys + 1
+    if self.store.on_expired then self.store.on_expired(self, key) end
     return nil
   end
   return obj
@@ -112,6 +126,7 @@ function Db:put(key, obj, keep_ttl)
     self.slot[key] = pos
     self.at[pos] = key
     self.count = self.count + 1
+    if self.store.on_new then self.store.on_new(self, key) end
   elseif not keep_ttl and self.expires[key] then
     self.expires[key] = nil
     self.nexpires = self.nexpires - 1
@@ -187,6 +202,10 @@ function M.new(clock)
     clock = clock,
     dbs = {},
     watchers = {},   -- db index -> key -> { [session] = true }
+    waiting = {},    -- db index -> key -> { blocked sessions, FIFO }
+    ready = {}, ready_n = 0, ready_set = {},   -- keys written with waiters
+    expired_keys = 0,
+    dirty = 0,       -- writes so far (a script that wrote cannot be killed)
   }
   for i = 0, NDBS - 1 do store.dbs[i] = new_db(store, i) end
   return store

@@ -85,6 +85,10 @@ end
 -- string must be a strtod number, no leading space, not NaN, and not a
 -- finite literal that overflows or underflows to zero.
 function M.double(s)
+  -- Plain short integers ("0", "-15") are the usual scores.
+  if s == "0" or (#s < 16 and s:find("^%-?[1-9]%d*$")) then
+    return tonumber(s) + 0.0
+  end
   if #s == 0 or SPACE[s:byte(1)] then return nil end
   local v, k = strtod_prefix(s, 1)
   if v == nil or k ~= #s or v ~= v then return nil end
@@ -115,6 +119,7 @@ end
 
 -- Lower-case ASCII, as strcasecmp compares.
 function M.lower(s)
+  if not s:find("%u") then return s end
   return (s:gsub("%u", string.lower))
 end
 
@@ -132,6 +137,48 @@ function M.remove_members(s, argv, obj, del, is_empty)
     s.db:touch(argv[2])
   end
   return n
+end
+
+-- A wall clock in unix milliseconds with sub-second precision, built on
+-- a monotonic clock (mono() -> seconds, lev.now) and one reading of the
+-- real time. Lua only has whole seconds (os.time), so the real time comes
+-- from `date +%s%N` once per process, bracketed by two monotonic readings;
+-- where that fails, os.time() steps correct the estimate as they are seen
+-- (a step is the exact start of a second).
+local calibrated = setmetatable({}, { __mode = "k" })   -- mono -> { wall, mono }
+function M.wall_clock(mono)
+  local cal = calibrated[mono]
+  if not cal then
+    local t0 = mono()
+    local p = io.popen and io.popen("date +%s%N 2>/dev/null")
+    local text = p and p:read("l")
+    if p then p:close() end
+    local t1 = mono()
+    local ns = text and text:match("^%d+$") and tonumber(text)
+    if ns and ns > 1e18 then
+      cal = { ns / 1e6, (t0 + t1) / 2 }
+    else
+      cal = { os.time() * 1000 + 500, mono() }
+    end
+    calibrated[mono] = cal
+  end
+  -- This clock's own base, which os.time() steps may correct.
+  local wall_base, mono_base = cal[1], cal[2]
+  local last_sec = os.time()
+  return function()
+    local est = wall_base + (mono() - mono_base) * 1000
+    local sec = os.time()
+    if sec ~= last_sec then
+      -- The true time is within [sec, sec + 1) seconds.
+      last_sec = sec
+      if est < sec * 1000 then
+        wall_base, est = wall_base + (sec * 1000 - est), sec * 1000
+      elseif est >= (sec + 1) * 1000 then
+        wall_base, est = wall_base - (est - (sec + 1) * 1000 + 1), (sec + 1) * 1000 - 1
+      end
+    end
+    return est
+  end
 end
 
 return M

@@ -65,6 +65,11 @@ function redis.connect(conf)
   return c
 end
 
+-- A Redis Cluster client (section 15; lua/redis/cluster.lua).
+function redis.cluster(conf)
+  return require("redis.cluster").new(conf)
+end
+
 -- Idle pooled connections for a config (for tests and diagnostics).
 function redis.pool_size(conf)
   local cfg, err = config.normalize(conf)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster_glue.h"
 #include "conn.h"
 #include "lev.h"
 #include "pool.h"
@@ -1042,5 +1043,6 @@ int luaopen_redis_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushliteral(L, RESP_VERSION);
   lua_setfield(L, -2, "version");
+  cluster_glue_register(L);
   return 1;
 }

@@ -1,0 +1,247 @@
+/* cluster_glue: the routing half of redis.cluster, in C so that routing a
+ * command costs one call: the command's compiled key specs are looked up
+ * by name in a table the cluster object keeps, and the slot computed from
+ * the arguments (slot.c). The Lua side then indexes its slot table.
+ *
+ *   core.cluster_spec{ flags = f, specs = { {bs=, index=, keyword=,
+ *       not_key=, fk=, last=, step=, limit=}, ... } } -> compiled command
+ *   core.cluster_slot(specs, name, ...)  -> slot, readonly
+ *   core.cluster_slot_argv(specs, argv)  -> slot, readonly
+ *   core.keyslot(key)                    -> slot
+ *
+ * slot is 0..16383, -1 (no keys) or -2 (CROSSSLOT).
+ */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster_glue.h"
+#include "slot.h"
+
+#define CMD_MT "redis.cluster_cmd"
+#define NAME_MAX_LEN 64     /* longer command names are not looked up */
+#define SPECS_MAX 64        /* key specs per command we keep */
+#define SPEC_VALUE_MAX 1000000
+
+typedef struct argsrc {
+  lua_State *L;
+  int base;                 /* stack index of the name, or of the argv table */
+  int table;                /* arguments are argv[i + 1] of that table */
+  char num[48];             /* a number argument, formatted as cmd sends it */
+} argsrc;
+
+/* Numbers as the client encodes them: integral values as integers. */
+static const char *format_number(argsrc *a, int idx, size_t *n) {
+  lua_State *L = a->L;
+  int len;
+  if (lua_isinteger(L, idx)) {
+    len = snprintf(a->num, sizeof a->num, LUA_INTEGER_FMT,
+                   (LUAI_UACINT)lua_tointeger(L, idx));
+  } else {
+    lua_Number d = lua_tonumber(L, idx);
+    lua_Integer i;
+    if (lua_numbertointeger(d, &i))
+      len = snprintf(a->num, sizeof a->num, LUA_INTEGER_FMT, (LUAI_UACINT)i);
+    else
+      len = snprintf(a->num, sizeof a->num, "%.17g", (double)d);
+  }
+  *n = len > 0 ? (size_t)len : 0;
+  return a->num;
+}
+
+static const char *arg_at(void *ud, int i, size_t *n) {
+  argsrc *a = (argsrc *)ud;
+  lua_State *L = a->L;
+  const char *p = NULL;
+  if (!a->table) {
+    int idx = a->base + i;
+    if (lua_type(L, idx) == LUA_TSTRING)
+      return lua_tolstring(L, idx, n);
+    if (lua_type(L, idx) == LUA_TNUMBER)
+      return format_number(a, idx, n);
+    return NULL;
+  }
+  switch (lua_geti(L, a->base, i + 1)) {
+  case LUA_TSTRING:
+    p = lua_tolstring(L, -1, n); /* anchored by the argv table */
+    break;
+  case LUA_TNUMBER:
+    p = format_number(a, -1, n);
+    break;
+  default:
+    break;
+  }
+  lua_pop(L, 1);
+  return p;
+}
+
+/* specs[name], or specs[lower(name)]; NULL when unknown. Leaves the stack
+ * as it was. */
+static const slot_cmd *find_cmd(lua_State *L, int specs, const char *name,
+                                size_t n) {
+  char low[NAME_MAX_LEN * 2 + 2];
+  const slot_cmd *cmd;
+  size_t i;
+  lua_pushlstring(L, name, n);
+  if (lua_rawget(L, specs) == LUA_TNIL && n <= NAME_MAX_LEN * 2 + 1) {
+    lua_pop(L, 1);
+    for (i = 0; i < n; i++)
+      low[i] = (name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i];
+    lua_pushlstring(L, low, n);
+    lua_rawget(L, specs);
+  }
+  cmd = (const slot_cmd *)luaL_testudata(L, -1, CMD_MT);
+  lua_pop(L, 1);
+  return cmd;
+}
+
+static int route(lua_State *L, int specs, argsrc *a, int argc) {
+  const char *name;
+  size_t n;
+  const slot_cmd *cmd;
+  int slot;
+  if (argc < 1 || !(name = arg_at(a, 0, &n)) || n > NAME_MAX_LEN) {
+    lua_pushinteger(L, SLOT_NONE);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  cmd = find_cmd(L, specs, name, n);
+  if (cmd && (cmd->flags & SLOT_CMD_SUBCMDS) && argc > 1) {
+    char full[NAME_MAX_LEN * 2 + 2];
+    size_t sn;
+    const char *sub = arg_at(a, 1, &sn);
+    if (sub && sn <= NAME_MAX_LEN) {
+      const slot_cmd *subcmd;
+      memcpy(full, name, n);
+      full[n] = '|';
+      memcpy(full + n + 1, sub, sn);
+      subcmd = find_cmd(L, specs, full, n + 1 + sn);
+      if (subcmd)
+        cmd = subcmd;
+    }
+  }
+  slot = cmd ? slot_route(cmd, argc, arg_at, a) : SLOT_NONE;
+  lua_pushinteger(L, slot);
+  lua_pushboolean(L, cmd && (cmd->flags & SLOT_CMD_READONLY));
+  return 2;
+}
+
+/* cluster_slot(specs, name, ...) */
+static int l_cluster_slot(lua_State *L) {
+  argsrc a;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  a.L = L;
+  a.base = 2;
+  a.table = 0;
+  return route(L, 1, &a, lua_gettop(L) - 1);
+}
+
+/* cluster_slot_argv(specs, argv) */
+static int l_cluster_slot_argv(lua_State *L) {
+  argsrc a;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  a.L = L;
+  a.base = 2;
+  a.table = 1;
+  return route(L, 1, &a, (int)luaL_len(L, 2));
+}
+
+static int l_keyslot(lua_State *L) {
+  size_t n;
+  const char *k = luaL_checklstring(L, 1, &n);
+  lua_pushinteger(L, slot_of(k, n));
+  return 1;
+}
+
+/* An integer field within +-SPEC_VALUE_MAX, else *ok = 0. */
+static int int_field(lua_State *L, int t, const char *f, int def, int *ok) {
+  lua_Integer v;
+  int isnum;
+  lua_getfield(L, t, f);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  v = lua_tointegerx(L, -1, &isnum);
+  lua_pop(L, 1);
+  if (!isnum || v < -SPEC_VALUE_MAX || v > SPEC_VALUE_MAX) {
+    *ok = 0;
+    return def;
+  }
+  return (int)v;
+}
+
+static void read_spec(lua_State *L, int t, slot_spec *sp) {
+  int ok = 1;
+  memset(sp, 0, sizeof *sp);
+  sp->bs_type = int_field(L, t, "bs", SLOT_BS_UNKNOWN, &ok);
+  sp->fk_type = int_field(L, t, "fk", SLOT_FK_UNKNOWN, &ok);
+  sp->bs_index = int_field(L, t, "index", 0, &ok);
+  sp->fk_last = int_field(L, t, "last", 0, &ok);
+  sp->fk_step = int_field(L, t, "step", 1, &ok);
+  sp->fk_limit = int_field(L, t, "limit", 0, &ok);
+  lua_getfield(L, t, "not_key");
+  sp->not_key = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (sp->bs_type == SLOT_BS_KEYWORD) {
+    size_t n = 0;
+    const char *kw;
+    lua_getfield(L, t, "keyword");
+    kw = lua_tolstring(L, -1, &n);
+    if (kw && n > 0 && n <= SLOT_KEYWORD_MAX) {
+      memcpy(sp->kw, kw, n);
+      sp->kwlen = n;
+    } else {
+      ok = 0;
+    }
+    lua_pop(L, 1);
+  }
+  if (sp->bs_type < SLOT_BS_UNKNOWN || sp->bs_type > SLOT_BS_KEYWORD ||
+      sp->fk_type < SLOT_FK_UNKNOWN || sp->fk_type > SLOT_FK_KEYNUM ||
+      sp->fk_step < 1)
+    ok = 0;
+  if (!ok) /* a spec we cannot read routes like an unknown one */
+    sp->bs_type = sp->fk_type = SLOT_BS_UNKNOWN;
+}
+
+/* cluster_spec{ flags = f, specs = {...} } */
+static int l_cluster_spec(lua_State *L) {
+  int n, i, ok = 1;
+  slot_cmd *cmd;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "specs");
+  n = lua_istable(L, -1) ? (int)luaL_len(L, -1) : 0;
+  if (n < 0)
+    n = 0;
+  if (n > SPECS_MAX)
+    n = SPECS_MAX;
+  cmd = (slot_cmd *)lua_newuserdatauv(
+      L, sizeof(slot_cmd) + (size_t)n * sizeof(slot_spec), 0);
+  cmd->flags = (unsigned)int_field(L, 1, "flags", 0, &ok);
+  cmd->nspecs = n;
+  for (i = 0; i < n; i++) {
+    if (lua_geti(L, -2, i + 1) == LUA_TTABLE)
+      read_spec(L, lua_gettop(L), &cmd->spec[i]);
+    else
+      memset(&cmd->spec[i], 0, sizeof cmd->spec[i]);
+    lua_pop(L, 1);
+  }
+  luaL_setmetatable(L, CMD_MT);
+  return 1;
+}
+
+void cluster_glue_register(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"cluster_spec", l_cluster_spec},
+    {"cluster_slot", l_cluster_slot},
+    {"cluster_slot_argv", l_cluster_slot_argv},
+    {"keyslot", l_keyslot},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, CMD_MT);
+  lua_pushliteral(L, "redis.cluster command");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -500,6 +500,9 @@ local function redirect(self, slot, ro, c, err, cat, argv)
       if hops > cfg.max_redirects then return nil, err, cat end
       if deadline and lev.now() >= deadline then return nil, err, cat end
       local from = find_node(self, c)
+      if kind == "moved" or kind == "ask" then
+        self.redirections = self.redirections + 1
+      end
       if kind == "moved" then
         local s, target = moved_target(self, err, from)
         if not s then return nil, err, cat end
@@ -767,6 +770,7 @@ function M.new(conf)
   local self = setmetatable({
     cfg = cfg,
     refreshes = 0,        -- map loads so far (diagnostics, specs)
+    redirections = 0,     -- MOVED and ASK replies followed so far
     _specs = {},          -- command name -> compiled key specs
     _nodes = {},          -- "host:port" -> node
     _masters = {},

@@ -594,7 +594,8 @@ function Cluster:cmd(name, ...)
   end
   if c then
     local r, err, cat = c:cmd(name, ...)
-    if r ~= nil or cat == nil then return r, err end
+    if r ~= nil then return r end
+    if cat == nil then return nil, err end
     return redirect(self, slot, ro, c, err, cat, table.pack(name, ...))
   end
   if self._closed then return nil, "closed", "closed" end

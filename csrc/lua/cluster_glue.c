@@ -7,6 +7,10 @@
  *       not_key=, fk=, last=, step=, limit=}, ... } } -> compiled command
  *   core.cluster_slot(specs, name, ...)  -> slot, readonly
  *   core.cluster_slot_argv(specs, argv)  -> slot, readonly
+ *   core.cluster_route(r, name, ...)     -> conn or nil, slot, readonly
+ *       r = { specs, route, rroute }: route[slot] (rroute[slot] for a
+ *       read-only command when rroute is a table); route[-1] serves
+ *       commands without keys. The hot path of cl:cmd.
  *   core.keyslot(key)                    -> slot
  *
  * slot is 0..16383, -1 (no keys) or -2 (CROSSSLOT).
@@ -75,14 +79,33 @@ static const char *arg_at(void *ud, int i, size_t *n) {
   return p;
 }
 
-/* specs[name], or specs[lower(name)]; NULL when unknown. Leaves the stack
- * as it was. */
-static const slot_cmd *find_cmd(lua_State *L, int specs, const char *name,
-                                size_t n) {
+/* The compiled command at the top of the stack (popped), or NULL. The
+ * specs table is private to redis.cluster and holds only values made by
+ * cluster_spec; the size check keeps a stray value from being read. */
+static const slot_cmd *pop_cmd(lua_State *L) {
+  const slot_cmd *cmd = NULL;
+  if (lua_type(L, -1) == LUA_TUSERDATA) {
+    const slot_cmd *c = (const slot_cmd *)lua_touserdata(L, -1);
+    size_t len = lua_rawlen(L, -1);
+    if (len >= sizeof(slot_cmd) && c->nspecs >= 0 && c->nspecs <= SPECS_MAX &&
+        len == sizeof(slot_cmd) + (size_t)c->nspecs * sizeof(slot_spec))
+      cmd = c;
+  }
+  lua_pop(L, 1);
+  return cmd;
+}
+
+/* specs[name], or specs[lower(name)]; NULL when unknown. name_idx, when
+ * not 0, is a stack index holding name as a string (no new string is
+ * made on the hot path). Leaves the stack as it was. */
+static const slot_cmd *find_cmd(lua_State *L, int specs, int name_idx,
+                                const char *name, size_t n) {
   char low[NAME_MAX_LEN * 2 + 2];
-  const slot_cmd *cmd;
   size_t i;
-  lua_pushlstring(L, name, n);
+  if (name_idx)
+    lua_pushvalue(L, name_idx);
+  else
+    lua_pushlstring(L, name, n);
   if (lua_rawget(L, specs) == LUA_TNIL && n <= NAME_MAX_LEN * 2 + 1) {
     lua_pop(L, 1);
     for (i = 0; i < n; i++)
@@ -90,22 +113,18 @@ static const slot_cmd *find_cmd(lua_State *L, int specs, const char *name,
     lua_pushlstring(L, low, n);
     lua_rawget(L, specs);
   }
-  cmd = (const slot_cmd *)luaL_testudata(L, -1, CMD_MT);
-  lua_pop(L, 1);
-  return cmd;
+  return pop_cmd(L);
 }
 
-static int route(lua_State *L, int specs, argsrc *a, int argc) {
+/* The slot of the command in a; *ro when the server flags it readonly. */
+static int route_slot(lua_State *L, int specs, argsrc *a, int argc, int *ro) {
   const char *name;
   size_t n;
   const slot_cmd *cmd;
-  int slot;
-  if (argc < 1 || !(name = arg_at(a, 0, &n)) || n > NAME_MAX_LEN) {
-    lua_pushinteger(L, SLOT_NONE);
-    lua_pushboolean(L, 0);
-    return 2;
-  }
-  cmd = find_cmd(L, specs, name, n);
+  *ro = 0;
+  if (argc < 1 || !(name = arg_at(a, 0, &n)) || n > NAME_MAX_LEN)
+    return SLOT_NONE;
+  cmd = find_cmd(L, specs, a->table ? 0 : a->base, name, n);
   if (cmd && (cmd->flags & SLOT_CMD_SUBCMDS) && argc > 1) {
     char full[NAME_MAX_LEN * 2 + 2];
     size_t sn;
@@ -115,15 +134,52 @@ static int route(lua_State *L, int specs, argsrc *a, int argc) {
       memcpy(full, name, n);
       full[n] = '|';
       memcpy(full + n + 1, sub, sn);
-      subcmd = find_cmd(L, specs, full, n + 1 + sn);
+      subcmd = find_cmd(L, specs, 0, full, n + 1 + sn);
       if (subcmd)
         cmd = subcmd;
     }
   }
-  slot = cmd ? slot_route(cmd, argc, arg_at, a) : SLOT_NONE;
+  if (!cmd)
+    return SLOT_NONE;
+  *ro = (cmd->flags & SLOT_CMD_READONLY) != 0;
+  return slot_route(cmd, argc, arg_at, a);
+}
+
+static int route(lua_State *L, int specs, argsrc *a, int argc) {
+  int ro, slot = route_slot(L, specs, a, argc, &ro);
   lua_pushinteger(L, slot);
-  lua_pushboolean(L, cmd && (cmd->flags & SLOT_CMD_READONLY));
+  lua_pushboolean(L, ro);
   return 2;
+}
+
+/* cluster_route(r, name, ...) */
+static int l_cluster_route(lua_State *L) {
+  argsrc a;
+  int ro, slot, top = lua_gettop(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  a.L = L;
+  a.base = 2;
+  a.table = 0;
+  lua_rawgeti(L, 1, 1); /* specs, at top + 1 */
+  if (!lua_istable(L, top + 1))
+    return luaL_error(L, "redis.cluster: no key specs");
+  slot = route_slot(L, top + 1, &a, top - 1, &ro);
+  if (slot == SLOT_CROSS) {
+    lua_pushnil(L);
+  } else {
+    if (!ro || lua_rawgeti(L, 1, 3) != LUA_TTABLE) {
+      if (ro)
+        lua_pop(L, 1);
+      lua_rawgeti(L, 1, 2);
+    }
+    if (lua_istable(L, -1))
+      lua_rawgeti(L, -1, slot);
+    else
+      lua_pushnil(L);
+  }
+  lua_pushinteger(L, slot);
+  lua_pushboolean(L, ro);
+  return 3;
 }
 
 /* cluster_slot(specs, name, ...) */
@@ -236,6 +292,7 @@ void cluster_glue_register(lua_State *L) {
     {"cluster_spec", l_cluster_spec},
     {"cluster_slot", l_cluster_slot},
     {"cluster_slot_argv", l_cluster_slot_argv},
+    {"cluster_route", l_cluster_route},
     {"keyslot", l_keyslot},
     {NULL, NULL}
   };

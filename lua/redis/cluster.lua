@@ -17,7 +17,7 @@ local lev = require("lev")
 local core = require("redis.core")
 local config = require("redis.config")
 
-local kslot, kslot_argv = core.cluster_slot, core.cluster_slot_argv
+local kroute, kslot_argv = core.cluster_route, core.cluster_slot_argv
 local NSLOTS = 16384
 local REFRESH_GAP = 0.1     -- seconds between two map loads, at least
 local DELAY_FIRST, DELAY_MAX = 0.01, 1.0 -- TRYAGAIN/CLUSTERDOWN backoff
@@ -254,7 +254,12 @@ local function rebuild_routes(self)
       rroute[s] = pick
     end
   end
+  -- commands without keys: any master with a connection
+  for _, m in ipairs(self._masters) do
+    if alive(m) then route[-1] = m.client break end
+  end
   self._route, self._rroute = route, rroute
+  self._r[2], self._r[3] = route, rroute or false
 end
 
 -- CLUSTER SHARDS -> { { master = {host, port}, replicas = {...},
@@ -577,27 +582,20 @@ local function redirect(self, slot, ro, c, err, cat, argv)
   end
 end
 
--- cl:cmd(name, ...): the fast path. route/rroute hold the connection for
--- each slot; anything unusual (no connection, an error that is a
--- redirection or a failure) goes to redirect().
+-- cl:cmd(name, ...): the fast path. One C call finds the command's key
+-- specs, computes the slot and returns the connection that serves it
+-- (self._r = { specs, route, rroute }); anything unusual (no connection,
+-- CROSSSLOT, an error that is a redirection or a failure) goes to
+-- redirect().
 function Cluster:cmd(name, ...)
-  local slot, ro = kslot(self._specs, name, ...)
-  local c
-  if slot >= 0 then
-    if ro and self._rroute then c = self._rroute[slot]
-    else c = self._route[slot] end
-  elseif slot == -2 then
-    return nil, CROSSSLOT, "redis"
-  else
-    local m = any_master(self)
-    c = m and alive(m) and m.client
-  end
+  local c, slot, ro = kroute(self._r, name, ...)
   if c then
     local r, err, cat = c:cmd(name, ...)
     if r ~= nil then return r end
     if cat == nil then return nil, err end
     return redirect(self, slot, ro, c, err, cat, table.pack(name, ...))
   end
+  if slot == -2 then return nil, CROSSSLOT, "redis" end
   if self._closed then return nil, "closed", "closed" end
   return redirect(self, slot, ro, nil, nil, nil, table.pack(name, ...))
 end
@@ -738,6 +736,7 @@ function Cluster:close()
     end
   end
   self._route, self._rroute = {}, nil
+  self._r[2], self._r[3] = self._route, false
   return true
 end
 
@@ -749,20 +748,23 @@ function Cluster:__tostring()
 end
 
 -- Method sugar: cl:get(k) is cl:cmd("GET", k); generated once per name.
+-- __index is the methods table itself (a plain table look-up for cmd and
+-- the rest on the hot path); only a missing name reaches the generator.
 local methods = {}
 for k, v in pairs(Cluster) do
   if not k:match("^__") then methods[k] = v end
 end
-Cluster.__index = function(self, key)
-  local m = methods[key]
-  if m then return m end
-  -- private fields (_x) stay nil when unset; no command starts with "_"
-  if type(key) ~= "string" or key:byte(1) == 95 then return nil end
-  local name = key:upper()
-  m = function(cl, ...) return cl:cmd(name, ...) end
-  methods[key] = m
-  return m
-end
+setmetatable(methods, {
+  __index = function(t, key)
+    -- private fields (_x) stay nil when unset; no command starts with "_"
+    if type(key) ~= "string" or key:byte(1) == 95 then return nil end
+    local name = key:upper()
+    local m = function(cl, ...) return cl:cmd(name, ...) end
+    rawset(t, key, m)
+    return m
+  end,
+})
+Cluster.__index = methods
 Cluster.__name = "redis.cluster"
 
 function M.new(conf)
@@ -779,8 +781,10 @@ function M.new(conf)
     _slots = {},          -- slot -> master node
     _route = {},          -- slot -> master connection (fast path)
     _rroute = nil,        -- slot -> connection for reads (read_from)
+    _r = nil,             -- { _specs, _route, _rroute or false }: for C
     _last_refresh = -math.huge,
   }, Cluster)
+  self._r = { self._specs, self._route, false }
   local ok, lerr, lcat = load_map(self)
   self._last_refresh = lev.now()
   if not ok then

@@ -52,16 +52,29 @@ unsigned slot_crc16(const char *p, size_t len) {
 }
 
 int slot_of(const char *key, size_t len) {
-  const char *open = memchr(key, '{', len), *close;
-  if (open) {
-    size_t rest = len - (size_t)(open - key) - 1;
+  const unsigned char *p = (const unsigned char *)key, *end = p + len;
+  unsigned crc = 0;
+  size_t i;
+  /* one pass for the usual key without a '{'; a tag is rare */
+  for (; p < end; p++) {
+    unsigned c = *p;
+    if (c == '{')
+      goto tag;
+    crc = (crc << 8) ^ crc_table[((crc >> 8) ^ c) & 0xff];
+  }
+  return (int)(crc & (SLOT_COUNT - 1));
+tag:
+  i = (size_t)(p - (const unsigned char *)key);
+  {
+    const char *open = key + i, *close;
+    size_t rest = len - i - 1;
     close = memchr(open + 1, '}', rest);
     /* "{}" or no closing brace: the whole key counts */
     if (close && close > open + 1)
       return (int)(slot_crc16(open + 1, (size_t)(close - open - 1)) &
                    (SLOT_COUNT - 1));
+    return (int)(slot_crc16(key, len) & (SLOT_COUNT - 1));
   }
-  return (int)(slot_crc16(key, len) & (SLOT_COUNT - 1));
 }
 
 static int icase_eq(const char *a, size_t an, const char *b, size_t bn) {

@@ -30,6 +30,7 @@ enum { SLOT_FK_UNKNOWN = 0, SLOT_FK_RANGE, SLOT_FK_KEYNUM };
 /* slot_cmd.flags */
 #define SLOT_CMD_READONLY 1u  /* the server flags it readonly */
 #define SLOT_CMD_SUBCMDS 2u   /* a container: look up "name|sub" first */
+#define SLOT_CMD_FIRSTKEY 4u  /* one key, argument 1 (a shortcut for GET) */
 
 typedef struct slot_spec {
   int bs_type;

@@ -10,12 +10,19 @@
  *   core.cluster_route(r, name, ...)     -> conn or nil, slot, readonly
  *       r = { specs, route, rroute }: route[slot] (rroute[slot] for a
  *       read-only command when rroute is a table); route[-1] serves
- *       commands without keys. The hot path of cl:cmd.
+ *       commands without keys.
+ *   core.cluster_cmd(specs, route, rroute, client_cmd, slow) -> cl:cmd
+ *       cmd(cl, name, ...) routes, calls the connection's cmd (client_cmd) on
+ *       the routed connection and returns its results, unless there is no
+ *       connection or the reply is a failure with a category: then it
+ *       returns slow(err, cat, slot, ro, conn, name, ...), a Lua function
+ *       (redirections, retries). The hot path: no Lua frame of ours.
  *   core.keyslot(key)                    -> slot
  *
  * slot is 0..16383, -1 (no keys) or -2 (CROSSSLOT).
  */
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,10 +65,10 @@ static const char *arg_at(void *ud, int i, size_t *n) {
   lua_State *L = a->L;
   const char *p = NULL;
   if (!a->table) {
-    int idx = a->base + i;
-    if (lua_type(L, idx) == LUA_TSTRING)
+    int idx = a->base + i, t = lua_type(L, idx);
+    if (t == LUA_TSTRING)
       return lua_tolstring(L, idx, n);
-    if (lua_type(L, idx) == LUA_TNUMBER)
+    if (t == LUA_TNUMBER)
       return format_number(a, idx, n);
     return NULL;
   }
@@ -117,14 +124,10 @@ static const slot_cmd *find_cmd(lua_State *L, int specs, int name_idx,
 }
 
 /* The slot of the command in a; *ro when the server flags it readonly. */
-static int route_slot(lua_State *L, int specs, argsrc *a, int argc, int *ro) {
-  const char *name;
-  size_t n;
-  const slot_cmd *cmd;
-  *ro = 0;
-  if (argc < 1 || !(name = arg_at(a, 0, &n)) || n > NAME_MAX_LEN)
-    return SLOT_NONE;
-  cmd = find_cmd(L, specs, a->table ? 0 : a->base, name, n);
+/* The slot of a command whose top-level record is cmd (NULL: unknown). */
+static int slot_of_cmd(lua_State *L, int specs, argsrc *a, int argc,
+                       const char *name, size_t n, const slot_cmd *cmd,
+                       int *ro) {
   if (cmd && (cmd->flags & SLOT_CMD_SUBCMDS) && argc > 1) {
     char full[NAME_MAX_LEN * 2 + 2];
     size_t sn;
@@ -139,10 +142,31 @@ static int route_slot(lua_State *L, int specs, argsrc *a, int argc, int *ro) {
         cmd = subcmd;
     }
   }
-  if (!cmd)
+  if (!cmd) {
+    *ro = 0;
     return SLOT_NONE;
+  }
   *ro = (cmd->flags & SLOT_CMD_READONLY) != 0;
+  /* single-key commands (GET, SET, HGET, ...): the key is argument 1 */
+  if ((cmd->flags & SLOT_CMD_FIRSTKEY) && !a->table && argc > 1 &&
+      lua_type(L, a->base + 1) == LUA_TSTRING) {
+    size_t kn;
+    const char *k = lua_tolstring(L, a->base + 1, &kn);
+    return slot_of(k, kn);
+  }
   return slot_route(cmd, argc, arg_at, a);
+}
+
+/* The slot of the command in a; *ro when the server flags it readonly. */
+static int route_slot(lua_State *L, int specs, argsrc *a, int argc, int *ro) {
+  const char *name;
+  size_t n;
+  const slot_cmd *cmd;
+  *ro = 0;
+  if (argc < 1 || !(name = arg_at(a, 0, &n)) || n > NAME_MAX_LEN)
+    return SLOT_NONE;
+  cmd = find_cmd(L, specs, a->table ? 0 : a->base, name, n);
+  return slot_of_cmd(L, specs, a, argc, name, n, cmd, ro);
 }
 
 static int route(lua_State *L, int specs, argsrc *a, int argc) {
@@ -201,6 +225,150 @@ static int l_cluster_slot_argv(lua_State *L) {
   a.base = 2;
   a.table = 1;
   return route(L, 1, &a, (int)luaL_len(L, 2));
+}
+
+/* cmd(cl, name, ...), a closure with the upvalues
+ *   1 specs, 2 route, 3 rroute (a table, or false), 4 the client's cmd,
+ *   5 slow.
+ * route and rroute are filled in place by redis.cluster, so the closure
+ * always sees the current map. Stack on entry: [cl, name, args...] (top
+ * values); they stay below the call, with the routed connection above
+ * them, so that the continuation can hand them to the slow path. The
+ * slot and the readonly flag travel in the continuation context. */
+#define UV_SPECS lua_upvalueindex(1)
+#define UV_ROUTE lua_upvalueindex(2)
+#define UV_RROUTE lua_upvalueindex(3)
+#define UV_CMD lua_upvalueindex(4)
+#define UV_SLOW lua_upvalueindex(5)
+#define UV_CACHE lua_upvalueindex(6)
+#define UV_ANCHOR lua_upvalueindex(7)
+#define NAME_CACHE 16
+
+/* Command names seen lately -> their records. Lua interns short strings,
+ * so the same name is the same pointer; each cached name is anchored in
+ * the UV_ANCHOR table so its address cannot be reused while cached. */
+typedef struct name_cache {
+  const char *name[NAME_CACHE];
+  const slot_cmd *cmd[NAME_CACHE];
+  int has_rroute;          /* UV_RROUTE is a table */
+} name_cache;
+
+static lua_KContext ctx_pack(int top, int slot, int ro) {
+  return (lua_KContext)(((intptr_t)top << 16) | ((intptr_t)(slot + 2) << 1) |
+                        (ro ? 1 : 0));
+}
+
+static int cmd_done(lua_State *L, int status, lua_KContext ctx);
+
+/* Results of slow(): everything above the height saved in ctx. */
+static int cmd_slow_ret(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
+/* slow(err, cat, slot, ro, conn, name, args...); the connection (or nil)
+ * is at top + 1; err_idx 0: there was no reply. */
+static int call_slow(lua_State *L, int top, int slot, int ro, int err_idx) {
+  int base = lua_gettop(L), i;
+  lua_pushvalue(L, UV_SLOW);
+  if (err_idx) {
+    lua_pushvalue(L, err_idx);
+    lua_pushvalue(L, err_idx + 1);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  lua_pushinteger(L, slot);
+  lua_pushboolean(L, ro);
+  lua_pushvalue(L, top + 1);
+  for (i = 2; i <= top; i++)
+    lua_pushvalue(L, i);
+  lua_callk(L, 5 + top - 1, LUA_MULTRET, (lua_KContext)base, cmd_slow_ret);
+  return cmd_slow_ret(L, LUA_OK, (lua_KContext)base);
+}
+
+static int l_cmd_fn(lua_State *L) {
+  argsrc a;
+  int ro, slot, top = lua_gettop(L), i, h;
+  const char *name;
+  size_t n;
+  const slot_cmd *cmd;
+  name_cache *nc;
+  if (top < 2 || !(name = lua_tolstring(L, 2, &n)))
+    return luaL_error(L, "redis.cluster: cmd: the command name must be a "
+                         "string");
+  /* a C function starts with LUA_MINSTACK free slots; we push top + 5 */
+  if (top + 6 > LUA_MINSTACK)
+    luaL_checkstack(L, top + 6, "redis.cluster: cmd: too many arguments");
+  a.L = L;
+  a.base = 2;
+  a.table = 0;
+  nc = (name_cache *)lua_touserdata(L, UV_CACHE);
+  h = (int)(((uintptr_t)name >> 4) & (NAME_CACHE - 1));
+  if (nc->name[h] == name) {
+    cmd = nc->cmd[h];
+  } else {
+    cmd = n <= NAME_MAX_LEN ? find_cmd(L, UV_SPECS, 2, name, n) : NULL;
+    if (cmd && n <= 40) { /* short strings only: those are interned */
+      lua_pushvalue(L, 2);
+      lua_rawseti(L, UV_ANCHOR, h + 1);
+      nc->name[h] = name;
+      nc->cmd[h] = cmd;
+    }
+  }
+  if (cmd && (cmd->flags & SLOT_CMD_FIRSTKEY) && top > 2 &&
+      lua_type(L, 3) == LUA_TSTRING) {
+    size_t kn;
+    const char *k = lua_tolstring(L, 3, &kn);
+    slot = slot_of(k, kn); /* GET key and the like: the shortest way */
+    ro = (cmd->flags & SLOT_CMD_READONLY) != 0;
+  } else {
+    slot = slot_of_cmd(L, UV_SPECS, &a, top - 1, name, n, cmd, &ro);
+  }
+  /* [cl, name, args..., conn] */
+  if (slot == SLOT_CROSS) {
+    lua_pushnil(L);
+    return call_slow(L, top, slot, ro, 0);
+  }
+  if (lua_rawgeti(L, ro && nc->has_rroute ? UV_RROUTE : UV_ROUTE, slot) ==
+      LUA_TNIL)
+    return call_slow(L, top, slot, ro, 0);
+  lua_pushvalue(L, UV_CMD);
+  lua_pushvalue(L, top + 1);
+  for (i = 2; i <= top; i++)
+    lua_pushvalue(L, i);
+  lua_callk(L, top, LUA_MULTRET, ctx_pack(top, slot, ro), cmd_done);
+  return cmd_done(L, LUA_OK, ctx_pack(top, slot, ro));
+}
+
+static int cmd_done(lua_State *L, int status, lua_KContext ctx) {
+  int top = (int)(ctx >> 16), nres = lua_gettop(L) - top - 1;
+  (void)status;
+  if (nres < 1 || lua_type(L, top + 2) != LUA_TNIL)
+    return nres; /* a value */
+  if (nres < 3 || lua_type(L, top + 4) == LUA_TNIL)
+    return nres; /* NULL: nil, "not found" */
+  /* a failure with a category: the slow path decides */
+  lua_settop(L, top + 4);
+  return call_slow(L, top, (int)((ctx >> 1) & 0x7fff) - 2, (int)(ctx & 1),
+                   top + 3);
+}
+
+/* cluster_cmd(specs, route, rroute, client_cmd, slow) -> cmd */
+static int l_cluster_cmd(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  {
+    name_cache *nc = (name_cache *)lua_newuserdatauv(L, sizeof *nc, 0);
+    memset(nc, 0, sizeof *nc);
+    nc->has_rroute = lua_istable(L, 3);
+  }
+  lua_createtable(L, NAME_CACHE, 0);
+  lua_pushcclosure(L, l_cmd_fn, 7);
+  return 1;
 }
 
 static int l_keyslot(lua_State *L) {
@@ -274,7 +442,8 @@ static int l_cluster_spec(lua_State *L) {
     n = SPECS_MAX;
   cmd = (slot_cmd *)lua_newuserdatauv(
       L, sizeof(slot_cmd) + (size_t)n * sizeof(slot_spec), 0);
-  cmd->flags = (unsigned)int_field(L, 1, "flags", 0, &ok);
+  cmd->flags = (unsigned)int_field(L, 1, "flags", 0, &ok) &
+               (SLOT_CMD_READONLY | SLOT_CMD_SUBCMDS);
   cmd->nspecs = n;
   for (i = 0; i < n; i++) {
     if (lua_geti(L, -2, i + 1) == LUA_TTABLE)
@@ -283,6 +452,10 @@ static int l_cluster_spec(lua_State *L) {
       memset(&cmd->spec[i], 0, sizeof cmd->spec[i]);
     lua_pop(L, 1);
   }
+  if (n == 1 && !(cmd->flags & SLOT_CMD_SUBCMDS) && !cmd->spec[0].not_key &&
+      cmd->spec[0].bs_type == SLOT_BS_INDEX && cmd->spec[0].bs_index == 1 &&
+      cmd->spec[0].fk_type == SLOT_FK_RANGE && cmd->spec[0].fk_last == 0)
+    cmd->flags |= SLOT_CMD_FIRSTKEY;
   luaL_setmetatable(L, CMD_MT);
   return 1;
 }
@@ -293,6 +466,7 @@ void cluster_glue_register(lua_State *L) {
     {"cluster_slot", l_cluster_slot},
     {"cluster_slot_argv", l_cluster_slot_argv},
     {"cluster_route", l_cluster_route},
+    {"cluster_cmd", l_cluster_cmd},
     {"keyslot", l_keyslot},
     {NULL, NULL}
   };

@@ -17,7 +17,7 @@ local lev = require("lev")
 local core = require("redis.core")
 local config = require("redis.config")
 
-local kroute, kslot_argv = core.cluster_route, core.cluster_slot_argv
+local kslot_argv = core.cluster_slot_argv
 local NSLOTS = 16384
 local REFRESH_GAP = 0.1     -- seconds between two map loads, at least
 local DELAY_FIRST, DELAY_MAX = 0.01, 1.0 -- TRYAGAIN/CLUSTERDOWN backoff
@@ -230,36 +230,35 @@ end
 
 -- ---- the slot map ---------------------------------------------------------
 
--- Points route[slot] (masters) and read_route[slot] (reads) at the
--- connections of the nodes the map names, for the fast path.
+-- Points route[slot] (masters) and rroute[slot] (reads) at the
+-- connections of the nodes the map names, for the fast path. Both tables
+-- are filled in place: the C cmd closure holds them. route[-1] serves
+-- commands without keys.
 local function rebuild_routes(self)
-  local route, rroute = {}, nil
+  local route, rroute = self._route, self._rroute
   local slots = self._slots
   local replicas = self._replicas
-  if self.cfg.read_from ~= "master" then rroute = {} end
+  local prefer = self.cfg.read_from == "prefer_replica"
   for s = 0, NSLOTS - 1 do
     local n = slots[s]
-    if n and alive(n) then route[s] = n.client end
+    local c = n and alive(n) and n.client or nil
+    route[s] = c
     if rroute then
       local reps = n and replicas[n]
       local pick
       if reps then
         for _, r in ipairs(reps) do
-          if alive(r) then pick = r.client break end
+          if alive(r) and not r.failed then pick = r.client break end
         end
       end
-      if not pick and self.cfg.read_from == "prefer_replica" then
-        pick = route[s]
-      end
+      if not pick and prefer then pick = c end
       rroute[s] = pick
     end
   end
-  -- commands without keys: any master with a connection
+  route[-1] = nil
   for _, m in ipairs(self._masters) do
     if alive(m) then route[-1] = m.client break end
   end
-  self._route, self._rroute = route, rroute
-  self._r[2], self._r[3] = route, rroute or false
 end
 
 -- CLUSTER SHARDS -> { { master = {host, port}, replicas = {...},
@@ -582,22 +581,19 @@ local function redirect(self, slot, ro, c, err, cat, argv)
   end
 end
 
--- cl:cmd(name, ...): the fast path. One C call finds the command's key
--- specs, computes the slot and returns the connection that serves it
--- (self._r = { specs, route, rroute }); anything unusual (no connection,
--- CROSSSLOT, an error that is a redirection or a failure) goes to
--- redirect().
-function Cluster:cmd(name, ...)
-  local c, slot, ro = kroute(self._r, name, ...)
-  if c then
-    local r, err, cat = c:cmd(name, ...)
-    if r ~= nil then return r end
-    if cat == nil then return nil, err end
-    return redirect(self, slot, ro, c, err, cat, table.pack(name, ...))
+-- cl:cmd(name, ...) is a C closure per cluster object
+-- (core.cluster_cmd): it finds the command's key specs, computes the slot,
+-- takes the connection that serves it from route/rroute and calls that
+-- connection's cmd; only when there
+-- is no connection (or CROSSSLOT), or the reply is a failure with a
+-- category (a redirection, a broken connection), does it call slow().
+local function slow(self, err, cat, slot, ro, c, name, ...)
+  if c == nil then
+    if slot == -2 then return nil, CROSSSLOT, "redis" end
+    if self._closed then return nil, "closed", "closed" end
+    return redirect(self, slot, ro, nil, nil, nil, table.pack(name, ...))
   end
-  if slot == -2 then return nil, CROSSSLOT, "redis" end
-  if self._closed then return nil, "closed", "closed" end
-  return redirect(self, slot, ro, nil, nil, nil, table.pack(name, ...))
+  return redirect(self, slot, ro, c, err, cat, table.pack(name, ...))
 end
 
 -- A pipeline: split by node, sent to all nodes at once, reassembled in
@@ -735,8 +731,10 @@ function Cluster:close()
       n.client = nil
     end
   end
-  self._route, self._rroute = {}, nil
-  self._r[2], self._r[3] = self._route, false
+  for k in pairs(self._route) do self._route[k] = nil end
+  if self._rroute then
+    for k in pairs(self._rroute) do self._rroute[k] = nil end
+  end
   return true
 end
 
@@ -781,10 +779,9 @@ function M.new(conf)
     _slots = {},          -- slot -> master node
     _route = {},          -- slot -> master connection (fast path)
     _rroute = nil,        -- slot -> connection for reads (read_from)
-    _r = nil,             -- { _specs, _route, _rroute or false }: for C
     _last_refresh = -math.huge,
   }, Cluster)
-  self._r = { self._specs, self._route, false }
+  if cfg.read_from ~= "master" then self._rroute = {} end
   local ok, lerr, lcat = load_map(self)
   self._last_refresh = lev.now()
   if not ok then
@@ -799,6 +796,9 @@ function M.new(conf)
     return nil, "node " .. m.addr .. ": COMMAND: " .. tostring(cerr), ccat
   end
   for _, entry in ipairs(reply) do compile_command(self._specs, entry) end
+  -- every connection has the same cmd method: the closure calls it
+  self.cmd = core.cluster_cmd(self._specs, self._route, self._rroute or false,
+    m.client.cmd, function(...) return slow(self, ...) end)
   return self
 end
 

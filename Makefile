@@ -4,6 +4,8 @@
 #   make test      install what is missing, build, run every test suite
 #   make bench     the benchmark against hiredis (bench/)
 #   make fuzz      libFuzzer targets for FUZZ_SECONDS each (default 60)
+#   make pack      build/pack/lev-redis-VERSION-1.src.rock (+ its rockspec and
+#                  tarball): installs with luarocks where there is no checkout
 
 BUILD       ?= build
 BUILD_ASAN  ?= build-asan
@@ -11,6 +13,11 @@ BUILD_FUZZ  ?= build-fuzz
 ROCKS       ?= .rocks
 FUZZ_SECONDS ?= 60
 JOBS        ?= 2
+# make pack: the version comes from the C core (redis.VERSION); the release
+# step passes the URL the tarball is published at.
+VERSION     ?= $(shell sed -n 's/^\#define RESP_VERSION "\(.*\)"/\1/p' csrc/resp/resp.h)
+RELEASE_URL ?= https://lev-redis.invalid/releases/lev-redis-$(VERSION).tar.gz
+PACK        ?= $(BUILD)/pack
 
 DEBS = lua5.4 liblua5.4-dev libuv1-dev libssl-dev luarocks lua-busted \
        redis-server redis-tools cmake pkg-config gcc make openssl \
@@ -18,7 +25,7 @@ DEBS = lua5.4 liblua5.4-dev libuv1-dev libssl-dev luarocks lua-busted \
 BENCH_DEBS = libhiredis-dev gnuplot-nox util-linux
 
 .PHONY: all deps bench-deps build build-asan example test test-asan \
-        bench fuzz rock clean
+        bench fuzz rock pack clean
 
 all: build
 
@@ -41,6 +48,9 @@ rock: build
 	@luarocks --lua-version 5.4 make --tree $(ROCKS) \
 	  rockspec/lev-redis-scm-1.rockspec >$(BUILD)/rock.log 2>&1 \
 	  || { cat $(BUILD)/rock.log; exit 1; }
+
+pack: deps
+	@tools/pack.sh "$(VERSION)" "$(RELEASE_URL)" "$(PACK)"
 
 example: rock
 	@tools/run-example.sh $(ROCKS)

@@ -1,8 +1,11 @@
 -- The bundled mock Redis server (redis.mock), standalone, for redis-cli,
 -- telnet or any Redis client:
 --
---   lua5.4 examples/mock-server.lua --port 6390
+--   lua5.4 examples/mock-server.lua --port 6390     (in the checkout)
 --   redis-cli -p 6390 SET greeting hello
+--
+-- It needs `make build` first (or the rock installed); from another
+-- directory give its path: lua5.4 /path/to/lev-redis/examples/mock-server.lua
 --
 -- Options:
 --   --port N            port to listen on (default 6379; 0 picks a free one)

@@ -77,4 +77,7 @@ function redis.pool_size(conf)
   return core.pool_count(config.pool_key(cfg))
 end
 
+-- scan iterators, transaction, redis.script, redis.map (redis.helpers)
+require("redis.helpers").install(redis, core.methods)
+
 return redis

@@ -169,12 +169,13 @@ for b in normal asan; do
   fi
 done
 
-# 5. The rock: installed into a fresh tree, then used by a plain lua5.4.
+# 5. The rock: `luarocks make` into a fresh tree, and `make pack` with the
+# .src.rock installed offline into another; each then used by a plain lua5.4.
 if [ -f tools/test-rock.sh ]; then
   if tools/test-rock.sh "$WORK/rocks" >"$WORK/rock.log" 2>&1; then
-    count "rock install" 1 0
+    count "rock install (make, pack)" 2 0
   else
-    cat "$WORK/rock.log"; count "rock install" 0 1
+    cat "$WORK/rock.log"; count "rock install (make, pack)" 0 1
   fi
 fi
 

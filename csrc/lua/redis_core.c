@@ -1043,6 +1043,12 @@ int luaopen_redis_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushliteral(L, RESP_VERSION);
   lua_setfield(L, -2, "version");
+  /* The shared client methods, so Lua modules can add methods to them. */
+  luaL_getmetatable(L, CLIENT_MT);
+  lua_getfield(L, -1, "__index");
+  lua_getupvalue(L, -1, 1);
+  lua_setfield(L, -4, "methods");
+  lua_pop(L, 2);
   cluster_glue_register(L);
   return 1;
 }

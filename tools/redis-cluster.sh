@@ -46,12 +46,12 @@ node_ready() { # port: 0 once it accepts connections, 1 on failure, 2 waiting
   return 2
 }
 
-node_stop() { # port
+node_stop() { # port [signal]: a throw-away node needs no clean shutdown
   pf="$dir/$1/redis.pid"
   [ -f "$pf" ] || return 0
   pid=$(cat "$pf")
   kill -CONT "$pid" 2>/dev/null # a spec may have stopped it
-  kill "$pid" 2>/dev/null
+  kill "-${2:-KILL}" "$pid" 2>/dev/null
   i=0
   while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
     i=$((i + 1)); sleep 0.05
@@ -103,7 +103,10 @@ start)
     done
     if [ $bad != 0 ]; then
       for p in $cand; do node_stop "$p"; done
-      [ $bad = 1 ] && continue
+      # a port taken in the meantime (by another test run): other ports
+      if [ $bad = 1 ] || grep -qi "already in use" "$dir"/*/redis.log 2>/dev/null; then
+        continue
+      fi
       echo "redis-cluster: nodes did not start:" >&2
       for p in $cand; do tail -5 "$dir/$p/redis.log" >&2; done
       exit 1

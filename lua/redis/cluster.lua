@@ -255,10 +255,9 @@ local function rebuild_routes(self)
       rroute[s] = pick
     end
   end
+  -- Commands without keys take the slow path (slot -1): it picks a
+  -- master, and sends SCRIPT LOAD/FLUSH to every master
   route[-1] = nil
-  for _, m in ipairs(self._masters) do
-    if alive(m) then route[-1] = m.client break end
-  end
 end
 
 -- CLUSTER SHARDS -> { { master = {host, port}, replicas = {...},
@@ -466,6 +465,8 @@ end
 local function classify(err, cat)
   if cat ~= "redis" then
     if cat == "closed" then return "notsent" end
+    -- a local bound (max_pending): the connection is fine, not retried
+    if cat == "limit" or cat == "config" then return nil end
     return "conn"
   end
   local w = err:match("^(%u+)")
@@ -587,11 +588,33 @@ end
 -- connection's cmd; only when there
 -- is no connection (or CROSSSLOT), or the reply is a failure with a
 -- category (a redirection, a broken connection), does it call slow().
+-- Commands every master must see: a script loaded on one master only
+-- would answer NOSCRIPT on the others.
+local EVERY_MASTER = { LOAD = true, FLUSH = true }
+
+local function on_every_master(self, argv)
+  local first
+  for _, m in ipairs(self._masters) do
+    local c, err, cat = node_client(self, m)
+    if not c then return nil, err, cat end
+    local r
+    r, err, cat = c:cmd(table.unpack(argv, 1, argv.n))
+    if r == nil then return nil, err, cat end
+    first = first or r
+  end
+  return first
+end
+
 local function slow(self, err, cat, slot, ro, c, name, ...)
   if c == nil then
     if slot == -2 then return nil, CROSSSLOT, "redis" end
     if self._closed then return nil, "closed", "closed" end
-    return redirect(self, slot, ro, nil, nil, nil, table.pack(name, ...))
+    local argv = table.pack(name, ...)
+    if slot == -1 and type(name) == "string" and name:upper() == "SCRIPT"
+       and type(argv[2]) == "string" and EVERY_MASTER[argv[2]:upper()] then
+      return on_every_master(self, argv)
+    end
+    return redirect(self, slot, ro, nil, nil, nil, argv)
   end
   return redirect(self, slot, ro, c, err, cat, table.pack(name, ...))
 end
@@ -679,6 +702,84 @@ function Cluster:pipeline(cmds)
     out[i] = { v, err }
   end
   return out
+end
+
+-- ---- helpers (section 14) through the cluster -----------------------------
+
+local helpers = require("redis.helpers")
+
+-- for key in cl:scan_iter(opts): SCAN on every master in turn (a snapshot
+-- of the masters when the loop starts).
+function Cluster:scan_iter(opts)
+  local list, i, it = {}, 0, nil
+  for _, m in ipairs(self._masters) do list[#list + 1] = m end
+  return function()
+    while true do
+      if it then
+        local k = it()
+        if k ~= nil then return k end
+        it = nil
+      end
+      i = i + 1
+      local m = list[i]
+      if not m then return nil end
+      local c, err = node_client(self, m)
+      if not c then error(err, 0) end
+      it = helpers.scan_iter(c, opts)
+    end
+  end
+end
+
+-- HSCAN, SSCAN and ZSCAN have a key: they route like any command.
+Cluster.hscan_iter = helpers.hscan_iter
+Cluster.sscan_iter = helpers.sscan_iter
+Cluster.zscan_iter = helpers.zscan_iter
+
+-- cl:transaction(opts, fn): on a connection of its own to the master of
+-- the one slot of the watched keys; without watched keys, fn runs once
+-- (its reads through the cluster) and the slot of the commands it returns
+-- picks the master. Keys in several slots: nil, CROSSSLOT ...
+function Cluster:transaction(opts, fn)
+  if type(opts) == "function" and fn == nil then opts, fn = {}, opts end
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("transaction: options must be a table", 2)
+  end
+  if type(fn) ~= "function" then
+    error("transaction: fn must be a function", 2)
+  end
+  if self._closed then return nil, "closed", "closed" end
+  local redis = require("redis")
+  local function connect_slot(slot)
+    local n = slot >= 0 and self._slots[slot] or any_master(self)
+    if not n then return nil, "CLUSTERDOWN Hash slot not served", "redis" end
+    return redis.connect(node_config(self.cfg, n.host, n.port))
+  end
+  local watch = opts.watch
+  if type(watch) == "table" and #watch > 0 then
+    local argv = { "WATCH" }
+    table.move(watch, 1, #watch, 2, argv)
+    local slot = kslot_argv(self._specs, argv)
+    if slot == -2 then return nil, CROSSSLOT, "redis" end
+    return helpers.transaction(self, opts, fn,
+      function() return connect_slot(slot) end)
+  end
+  -- no watch: fn's commands name the slot
+  local cmds = fn(self)
+  local slot = -1
+  if type(cmds) == "table" then
+    for _, argv in ipairs(cmds) do
+      if type(argv) == "table" then
+        local s = kslot_argv(self._specs, argv)
+        if s == -2 or (s >= 0 and slot >= 0 and s ~= slot) then
+          return nil, CROSSSLOT, "redis"
+        end
+        if s >= 0 then slot = s end
+      end
+    end
+  end
+  return helpers.transaction(self, opts, function() return cmds end,
+    function() return connect_slot(slot) end)
 end
 
 -- cl:nodes(): what the map says, for diagnostics.

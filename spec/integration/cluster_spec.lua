@@ -460,6 +460,79 @@ describe("redis.cluster", function()
       end)
     end)
 
+    it("scan_iter walks every master; hscan_iter follows its key", function()
+      lev.run(function()
+        local cl = new_cluster()
+        local want = {}
+        for s = 0, 16383, 41 do
+          local k = key_in(s, ":scan")
+          want[k] = true
+          assert(cl:cmd("SET", k, 1))
+        end
+        assert(cl:cmd("HSET", key_in(9999, ":h"), "f1", "v1", "f2", "v2"))
+        local seen, n = {}, 0
+        for k in cl:scan_iter{ match = "*:scan", count = 100 } do
+          assert.is_nil(seen[k])
+          seen[k] = true
+          n = n + 1
+        end
+        assert.same(want, seen)
+        local fields = {}
+        for f, v in cl:hscan_iter(key_in(9999, ":h")) do fields[f] = v end
+        assert.same({ f1 = "v1", f2 = "v2" }, fields)
+        cl:close()
+      end)
+    end)
+
+    it("runs a transaction in the slot of its keys, refuses several slots",
+      function()
+        lev.run(function()
+          local cl = new_cluster()
+          local a, b = key_in(12000, "a"), key_in(12000, "b")
+          assert(cl:cmd("SET", a, 10))
+          local res = assert(cl:transaction({ watch = { a, b } }, function(tx)
+            local v = tonumber(tx:get(a))
+            return { { "SET", a, v + 1 }, { "INCRBY", b, v } }
+          end))
+          assert.same({ { "OK" }, { 10 } }, res)
+          assert.equal("11", cl:get(a))
+          -- no watch: the slot of the commands
+          res = assert(cl:transaction(function()
+            return { { "INCR", a }, { "INCR", b } }
+          end))
+          assert.same({ { 12 }, { 11 } }, res)
+          local v, err = cl:transaction({ watch = { a, key_in(1, "x") } },
+            function() return {} end)
+          assert.is_nil(v)
+          assert.matches("^CROSSSLOT", err)
+          v, err = cl:transaction(function()
+            return { { "SET", a, 1 }, { "SET", key_in(1, "x"), 1 } }
+          end)
+          assert.is_nil(v)
+          assert.matches("^CROSSSLOT", err)
+          assert.equal("12", cl:get(a))
+          cl:close()
+        end)
+      end)
+
+    it("runs redis.script on the key's node, loading it where it is missing",
+      function()
+        lev.run(function()
+          local cl = new_cluster()
+          for port in pairs(shards()) do assert(on(port, "SCRIPT", "FLUSH")) end
+          local script = redis.script(
+            "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+          for _, s in ipairs{ 100, 8000, 16000 } do
+            assert.equal(5, script:run(cl, { key_in(s, ":n") }, { 5 }))
+            assert.equal(7, script:run(cl, { key_in(s, ":n") }, { 2 }))
+          end
+          for port in pairs(shards()) do
+            assert.same({ 1 }, on(port, "SCRIPT", "EXISTS", script.sha))
+          end
+          cl:close()
+        end)
+      end)
+
     it("describes the map with nodes(), refresh() and masters()", function()
       lev.run(function()
         local cl = new_cluster()

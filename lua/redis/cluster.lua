@@ -204,6 +204,7 @@ local function node_client(self, n)
           c, err, cat = nil, rerr, rcat
         end
       end
+      n.readonly = c ~= nil and n.role == "replica"
       n.connecting = nil
       if not c then return nil, err, cat end
       if self._closed then
@@ -223,9 +224,15 @@ local function node_client(self, n)
   return c
 end
 
+-- Categories after which a connection is closed (sections 8, 9): its
+-- in-flight commands have all failed, so it may be replaced. Anything else
+-- ("redis", "limit", ...) leaves a connection that others still use.
+local BROKEN = { io = true, eof = true, timeout = true, protocol = true,
+  closed = true }
+
 -- The node's connection failed: drop it; a later call opens a new one.
-local function node_dead(self, n)
-  n.dead = true
+local function node_dead(self, n, cat)
+  if BROKEN[cat] then n.dead = true end
 end
 
 -- ---- the slot map ---------------------------------------------------------
@@ -248,7 +255,10 @@ local function rebuild_routes(self)
       local pick
       if reps then
         for _, r in ipairs(reps) do
-          if alive(r) and not r.failed then pick = r.client break end
+          if alive(r) and r.readonly and not r.failed then
+            pick = r.client
+            break
+          end
         end
       end
       if not pick and prefer then pick = c end
@@ -318,7 +328,7 @@ local function fetch_map(self, n)
     reply, err, cat = c:cmd("CLUSTER", "SLOTS")
     if reply then return parse_slots(reply, n.host) end
   end
-  if cat ~= "redis" then node_dead(self, n) end
+  node_dead(self, n, cat)
   return nil, "node " .. n.addr .. ": " .. tostring(err), cat
 end
 
@@ -332,11 +342,6 @@ local function apply_map(self, shards)
     local reps = {}
     for _, ri in ipairs(sh.replicas) do
       local r = node_get(self, ri.host, ri.port)
-      if r.role == "master" and r.client then
-        -- a former master: its connection has no READONLY
-        r.client:close(true)
-        r.client = nil
-      end
       r.role, r.in_map, r.ranges, r.master = "replica", true, sh.ranges, m
       r.failed = ri.health ~= nil and ri.health ~= "online"
       reps[#reps + 1] = r
@@ -390,6 +395,13 @@ local function load_map(self)
         end
       end
       for _, t in pairs(tasks) do t:join() end
+      -- a master turned replica keeps its connection (tasks may have
+      -- commands in flight on it); READONLY lets it serve reads now
+      for _, n2 in ipairs(want) do
+        if n2.role == "replica" and alive(n2) and not n2.readonly then
+          n2.readonly = n2.client:cmd("READONLY") == "OK"
+        end
+      end
       rebuild_routes(self)
       return true
     elseif shards then
@@ -530,11 +542,11 @@ local function redirect(self, slot, ro, c, err, cat, argv)
       elseif kind == "stale" then
         refresh(self, true)
       elseif kind == "notsent" then
-        if from then node_dead(self, from) end
+        if from then node_dead(self, from, cat) end
         local ok = refresh(self, true)
         if not ok and hops > 1 then lev.sleep(delay) end
       else -- the connection failed with the command sent: never resend
-        if from then node_dead(self, from) end
+        if from then node_dead(self, from, cat) end
         refresh(self, false)
         return nil, err, cat
       end
@@ -546,7 +558,7 @@ local function redirect(self, slot, ro, c, err, cat, argv)
       local res, perr, pcat = ac:pipeline{ { "ASKING" }, argv }
       if not res then
         local an = find_node(self, ac)
-        if an then node_dead(self, an) end
+        if an then node_dead(self, an, pcat) end
         refresh(self, false)
         return nil, perr, pcat
       end
@@ -569,7 +581,7 @@ local function redirect(self, slot, ro, c, err, cat, argv)
       else
         local nc, nerr, ncat = node_client(self, n)
         if not nc then
-          node_dead(self, n)
+          node_dead(self, n, ncat)
           refresh(self, false)
           return nil, nerr, ncat
         end
@@ -645,7 +657,7 @@ function Cluster:pipeline(cmds)
       end
       local c, err, cat = node_client(self, n)
       if not c then
-        node_dead(self, n)
+        node_dead(self, n, cat)
         refresh(self, false)
         return nil, err, cat
       end
@@ -678,7 +690,7 @@ function Cluster:pipeline(cmds)
   for _, g in ipairs(order) do
     if not g.res then
       local n = find_node(self, g.c)
-      if n and g.cat ~= "redis" then node_dead(self, n) end
+      if n then node_dead(self, n, g.cat) end
       refresh(self, false)
       return nil, g.err, g.cat
     end

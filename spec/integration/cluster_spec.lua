@@ -570,7 +570,8 @@ describe("redis.cluster", function()
   end)
 
   describe("redirections", function()
-    it("follows ASK during a hand-made migration and MOVED after it", function()
+    it("follows ASK and TRYAGAIN during a hand-made migration, MOVED after",
+      function()
       lev.run(function()
         local cl = new_cluster()
         local slot = 7777
@@ -580,7 +581,9 @@ describe("redis.cluster", function()
           if port ~= src then dst, dst_id = port, m.id end
         end
         local k1, k2 = key_in(slot, "old"), key_in(slot, "new")
+        local k3 = key_in(slot, "third")
         assert.equal("OK", cl:cmd("SET", k1, "v1"))
+        assert.equal("OK", cl:cmd("SET", k3, "v3"))
         assert(on(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id))
         assert(on(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id))
         assert.equal("OK", on(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000,
@@ -591,10 +594,29 @@ describe("redis.cluster", function()
         assert.equal("OK", cl:cmd("SET", k2, "v2"))
         assert.equal(2, cl.redirections)
         assert.equal(1, on_asking(dst, "EXISTS", k2))
-        assert.equal(0, on(src, "CLUSTER", "COUNTKEYSINSLOT", slot))
+        assert.equal(1, on(src, "CLUSTER", "COUNTKEYSINSLOT", slot))
         -- ASK does not change the map: the next command tries src again
         assert.equal("v2", cl:get(k2))
         assert.equal(3, cl.redirections)
+        -- keys of one command on both sides: TRYAGAIN, retried after 10,
+        -- 20, 40 ... ms; max_redirects bounds it
+        local cl2 = new_cluster{ max_redirects = 2 }
+        local v, err = cl2:cmd("MGET", k1, k3)
+        assert.is_nil(v)
+        assert.matches("^TRYAGAIN", err)
+        cl2:close()
+        local mover = lev.spawn(function()
+          lev.sleep(0.1)
+          assert.equal("OK", on(src, "MIGRATE", "127.0.0.1", dst, "", 0,
+            5000, "AUTH2", "alice", "s3cret", "KEYS", k3))
+        end)
+        assert.same({ "v1", "v3" }, cl:cmd("MGET", k1, k3))
+        assert(mover:join())
+        assert.equal(4, cl.redirections) -- the ASK once k3 had moved too
+        local stats = assert(on(src, "INFO", "errorstats"))
+        assert.is_true(tonumber(stats:match("errorstat_TRYAGAIN:count=(%d+)"))
+          >= 3)
+        assert.equal(0, on(src, "CLUSTER", "COUNTKEYSINSLOT", slot))
         -- end the migration: the slot is dst's, src answers MOVED once
         assert(on(dst, "CLUSTER", "SETSLOT", slot, "NODE", dst_id))
         for port in pairs(shards()) do
@@ -603,9 +625,9 @@ describe("redis.cluster", function()
           end
         end
         assert.equal("v1", cl:get(k1))
-        assert.equal(4, cl.redirections)
+        assert.equal(5, cl.redirections)
         assert.equal("v2", cl:get(k2))
-        assert.equal(4, cl.redirections)
+        assert.equal(5, cl.redirections)
         cl:close()
       end)
     end)

@@ -823,6 +823,114 @@ describe("redis.cluster", function()
       end)
     end)
 
+    it("soak: reads and writes through a reshard and a failover, no "
+      .. "mismatch, no acknowledged write lost", function()
+      lev.run(function()
+        local cl = new_cluster()
+        local stop = false
+        local st = { ops = 0, failed = 0, mismatches = 0, lost = 0 }
+        local acked, maybe = {}, {}
+        local tasks = {}
+        for t = 1, 16 do
+          tasks[t] = lev.spawn(function()
+            local keys = {}
+            for j = 1, 8 do keys[j] = key_in((t * 977 + j * 2039) % 16384,
+              ":soak:" .. t .. ":" .. j) end
+            local n = 0
+            while not stop do
+              n = n + 1
+              local k = keys[n % 8 + 1]
+              local v = tostring(n)
+              local ok = cl:cmd("SET", k, v)
+              if ok then acked[k], maybe[k] = v, nil
+              else maybe[k] = v; st.failed = st.failed + 1 end
+              local got = cl:get(k)
+              if got ~= nil and got ~= acked[k] and got ~= maybe[k] then
+                st.mismatches = st.mismatches + 1
+              end
+              -- a pipeline across the task's keys now and then
+              if n % 10 == 0 then
+                local cmds = {}
+                for j = 1, 8 do cmds[j] = { "GET", keys[j] } end
+                local res = cl:pipeline(cmds)
+                if res then
+                  for j = 1, 8 do
+                    local g = res[j][1]
+                    if g ~= nil and g ~= acked[keys[j]]
+                       and g ~= maybe[keys[j]] then
+                      st.mismatches = st.mismatches + 1
+                    end
+                  end
+                end
+              end
+              st.ops = st.ops + 2
+              lev.sleep(0.001)
+            end
+          end)
+        end
+        lev.sleep(0.5)
+        -- a reshard of 300 slots while the tasks run
+        local ms = shards()
+        local from_port = owner_of(16383)
+        local to_id
+        for port, m in pairs(ms) do
+          if port ~= from_port then to_id = m.id end
+        end
+        local done = os.tmpname()
+        os.remove(done)
+        os.execute(string.format("(redis-cli -h 127.0.0.1 -p %d --user "
+          .. "alice --pass s3cret --no-auth-warning --cluster reshard "
+          .. "127.0.0.1:%d --cluster-from %s --cluster-to %s "
+          .. "--cluster-slots 300 --cluster-yes >/dev/null 2>&1; echo $? >%s) &",
+          from_port, from_port, ms[from_port].id, to_id, done))
+        wait_for(40, "the reshard", function()
+          local f = io.open(done)
+          if f then f:close() return true end
+        end)
+        local f = io.open(done)
+        local rc = f:read("l")
+        f:close()
+        os.remove(done)
+        assert.equal("0", rc)
+        -- then a failover of the master of slot 8000
+        local mport = owner_of(8000)
+        local rport
+        for _, n in ipairs(cl:nodes()) do
+          if n.role == "replica" then
+            for _, r in ipairs(n.slots) do
+              if r[1] <= 8000 and 8000 <= r[2] then rport = n.port end
+            end
+          end
+        end
+        assert.equal("OK", on(rport, "CLUSTER", "FAILOVER"))
+        wait_for(15, "the promotion", function()
+          return owner_of(8000) == rport
+        end)
+        local mark = st.ops
+        wait_for(10, "traffic after the failover", function()
+          return st.ops > mark + 200
+        end)
+        stop = true
+        for _, t in ipairs(tasks) do assert(t:join()) end
+        for k, v in pairs(acked) do
+          local got = cl:get(k)
+          if got ~= v and got ~= maybe[k] then st.lost = st.lost + 1 end
+        end
+        print(string.format("\ncluster soak: %d ops, %d failed, %d "
+          .. "mismatches, %d acknowledged writes lost, %d redirections, %d "
+          .. "map refreshes", st.ops, st.failed, st.mismatches, st.lost,
+          cl.redirections, cl.refreshes))
+        assert.equal(0, st.mismatches)
+        assert.equal(0, st.lost)
+        assert.is_true(cl.redirections > 0)
+        wait_for(15, "the old master in sync as a replica", function()
+          local r = on(mport, "ROLE")
+          return r and r[1] == "slave" and r[4] == "connected"
+        end)
+        cl:close()
+      end)
+    end)
+
     it("survives a master stopped (SIGSTOP) and one killed", function()
       local function pid_of(port)
         local f = assert(io.open(DIR .. "/" .. port .. "/redis.pid"))

@@ -82,6 +82,65 @@ describe("mock.start_cluster", function()
     end)
   end)
 
+  it("falls back to CLUSTER SLOTS where CLUSTER SHARDS is unknown", function()
+    with_cluster({ masters = 3 }, function(mc)
+      for _, srv in ipairs(mc.servers) do
+        srv:script{
+          match = function(argv)
+            return argv[1]:upper() == "CLUSTER"
+              and (argv[2] or ""):upper() == "SHARDS"
+          end,
+          reply = mock.error("ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP."),
+        }
+      end
+      local cl = assert(redis.cluster{ nodes = { mc:seeds()[3] } })
+      assert.equal(3, #cl:nodes())
+      for i = 1, 50 do assert.equal("OK", cl:cmd("SET", "s" .. i, i)) end
+      assert.equal(0, mc:stats().moved)
+      cl:close()
+    end)
+  end)
+
+  it("retries only the pipeline entries that got MOVED, in order", function()
+    with_cluster({ masters = 3 }, function(mc)
+      local cl = assert(redis.cluster{ nodes = mc:seeds() })
+      local moved, other = key_in(200, ":m"), key_in(9000, ":o")
+      assert(cl:cmd("SET", moved, "m"))
+      assert(cl:cmd("SET", other, "o"))
+      mc:move_slot(200, 2)
+      for _, srv in ipairs(mc.servers) do srv:reset_stats() end
+      local res = assert(cl:pipeline{ { "GET", other }, { "GET", moved },
+        { "INCR", key_in(9000, ":n") }, { "GET", moved } })
+      assert.same({ { "o" }, { "m" }, { 1 }, { "m" } }, res)
+      assert.equal(2, mc:stats().moved)
+      -- INCR ran once: the entries that were not redirected are not resent
+      local incr = 0
+      for _, srv in ipairs(mc.servers) do
+        incr = incr + (srv:stats().commands.INCR or 0)
+      end
+      assert.equal(1, incr)
+      cl:close()
+    end)
+  end)
+
+  it("fails the whole pipeline when a node's connection fails", function()
+    with_cluster({ masters = 2 }, function(mc)
+      local cl = assert(redis.cluster{ nodes = mc:seeds() })
+      local a, b = key_in(10), key_in(16000)
+      assert(cl:cmd("SET", a, 1))
+      mc.servers[2]:script{ command = "GET", close = true }
+      local res, err = cl:pipeline{ { "GET", a }, { "GET", b } }
+      assert.is_nil(res)
+      assert.is_string(err)
+      -- a single command on the failed node fails the same way, once
+      local v, err2 = cl:get(key_in(16001))
+      assert.is_nil(v)
+      assert.is_string(err2)
+      assert.equal("1", cl:get(a))
+      cl:close()
+    end)
+  end)
+
   it("answers CLUSTER SLOTS, KEYSLOT and COMMAND like Redis", function()
     with_cluster({ masters = 3 }, function(mc)
       local c = assert(redis.connect(mc:seeds()[2]))

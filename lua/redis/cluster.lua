@@ -22,6 +22,10 @@ local NSLOTS = 16384
 local REFRESH_GAP = 0.1     -- seconds between two map loads, at least
 local DELAY_FIRST, DELAY_MAX = 0.01, 1.0 -- TRYAGAIN/CLUSTERDOWN backoff
 local CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+-- Without a configured timeout, one node's answer to a map load is still
+-- awaited at most this long, so that a stopped node cannot hold up a
+-- refresh (and with it the failover) for ever.
+local FETCH_WAIT = 5
 
 local M = {}
 local Cluster = {}
@@ -216,8 +220,14 @@ local function node_client(self, n)
       return c
     end)
   end
-  local ok, c, err, cat = n.connecting:join()
-  if not ok then return nil, tostring(c), "io" end
+  local t = n.connecting
+  local ok, c, err, cat = t:join()
+  if not ok then
+    -- the connecting task failed or was abandoned (lev.timeout around a
+    -- map load): the next caller starts a new attempt
+    if n.connecting == t then n.connecting = nil end
+    return nil, "node " .. n.addr .. ": " .. tostring(c), "io"
+  end
   if not c then
     return nil, "node " .. n.addr .. ": " .. tostring(err), cat
   end
@@ -374,7 +384,15 @@ local function load_map(self)
   for _, n in pairs(self._nodes) do add(n) end
   local last_err, last_cat = "no node answered", "io"
   for _, n in ipairs(order) do
-    local shards, err, cat = fetch_map(self, n)
+    local shards, err, cat
+    if self.cfg.timeout then
+      shards, err, cat = fetch_map(self, n)
+    else
+      shards, err, cat = lev.timeout(FETCH_WAIT, fetch_map, self, n)
+      if shards == nil and err == "timeout" and cat == nil then
+        err, cat = "node " .. n.addr .. ": timeout", "timeout"
+      end
+    end
     if shards and #shards > 0 then
       apply_map(self, shards)
       local want = {}
@@ -394,7 +412,11 @@ local function load_map(self)
           tasks[i] = lev.spawn(node_client, self, n2)
         end
       end
-      for _, t in pairs(tasks) do t:join() end
+      local function join_all()
+        for _, t in pairs(tasks) do t:join() end
+      end
+      if self.cfg.timeout then join_all()
+      else lev.timeout(FETCH_WAIT, join_all) end
       -- a master turned replica keeps its connection (tasks may have
       -- commands in flight on it); READONLY lets it serve reads now
       for _, n2 in ipairs(want) do

@@ -1,16 +1,11 @@
 /* cluster_glue: the routing half of redis.cluster, in C so that routing a
- * command costs one call: the command's compiled key specs are looked up
- * by name in a table the cluster object keeps, and the slot computed from
- * the arguments (slot.c). The Lua side then indexes its slot table.
+ * command costs no Lua frame: the command's compiled key specs are looked
+ * up by name in a table the cluster object keeps, the slot is computed from
+ * the arguments (slot.c) and the route table indexed, all in cl:cmd.
  *
  *   core.cluster_spec{ flags = f, specs = { {bs=, index=, keyword=,
  *       not_key=, fk=, last=, step=, limit=}, ... } } -> compiled command
- *   core.cluster_slot(specs, name, ...)  -> slot, readonly
  *   core.cluster_slot_argv(specs, argv)  -> slot, readonly
- *   core.cluster_route(r, name, ...)     -> conn or nil, slot, readonly
- *       r = { specs, route, rroute }: route[slot] (rroute[slot] for a
- *       read-only command when rroute is a table); route[-1] serves
- *       commands without keys.
  *   core.cluster_cmd(specs, route, rroute, client_cmd, slow) -> cl:cmd
  *       cmd(cl, name, ...) routes, calls the connection's cmd (client_cmd) on
  *       the routed connection and returns its results, unless there is no
@@ -174,46 +169,6 @@ static int route(lua_State *L, int specs, argsrc *a, int argc) {
   lua_pushinteger(L, slot);
   lua_pushboolean(L, ro);
   return 2;
-}
-
-/* cluster_route(r, name, ...) */
-static int l_cluster_route(lua_State *L) {
-  argsrc a;
-  int ro, slot, top = lua_gettop(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  a.L = L;
-  a.base = 2;
-  a.table = 0;
-  lua_rawgeti(L, 1, 1); /* specs, at top + 1 */
-  if (!lua_istable(L, top + 1))
-    return luaL_error(L, "redis.cluster: no key specs");
-  slot = route_slot(L, top + 1, &a, top - 1, &ro);
-  if (slot == SLOT_CROSS) {
-    lua_pushnil(L);
-  } else {
-    if (!ro || lua_rawgeti(L, 1, 3) != LUA_TTABLE) {
-      if (ro)
-        lua_pop(L, 1);
-      lua_rawgeti(L, 1, 2);
-    }
-    if (lua_istable(L, -1))
-      lua_rawgeti(L, -1, slot);
-    else
-      lua_pushnil(L);
-  }
-  lua_pushinteger(L, slot);
-  lua_pushboolean(L, ro);
-  return 3;
-}
-
-/* cluster_slot(specs, name, ...) */
-static int l_cluster_slot(lua_State *L) {
-  argsrc a;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  a.L = L;
-  a.base = 2;
-  a.table = 0;
-  return route(L, 1, &a, lua_gettop(L) - 1);
 }
 
 /* cluster_slot_argv(specs, argv) */
@@ -463,9 +418,7 @@ static int l_cluster_spec(lua_State *L) {
 void cluster_glue_register(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"cluster_spec", l_cluster_spec},
-    {"cluster_slot", l_cluster_slot},
     {"cluster_slot_argv", l_cluster_slot_argv},
-    {"cluster_route", l_cluster_route},
     {"cluster_cmd", l_cluster_cmd},
     {"keyslot", l_keyslot},
     {NULL, NULL}

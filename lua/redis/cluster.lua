@@ -7,8 +7,9 @@
 -- commands of many tasks to one node are pipelined on its connection. The
 -- slot map comes from CLUSTER SHARDS (CLUSTER SLOTS on older servers); key
 -- positions come from the server's COMMAND key specifications, compiled
--- once per cluster object into C records (core.cluster_spec), so routing a
--- command is one C call (core.cluster_slot) and one table index.
+-- once per cluster object into C records (core.cluster_spec); cl:cmd is a C
+-- closure (core.cluster_cmd) that computes the slot, indexes the route
+-- table and calls the node connection's cmd (docs/cluster.md).
 --
 -- Redirections and retries live in the slow path (redirect below): only
 -- errors that say the server did not run the command are retried.

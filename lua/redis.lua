@@ -73,6 +73,11 @@ function redis.sentinel(conf)
   return require("redis.sentinel").connect(redis, conf)
 end
 
+-- A Redis Cluster client (section 15; lua/redis/cluster.lua).
+function redis.cluster(conf)
+  return require("redis.cluster").new(conf)
+end
+
 -- Idle pooled connections for a config (for tests and diagnostics).
 function redis.pool_size(conf)
   local cfg, err = config.normalize(conf)

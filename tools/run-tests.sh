@@ -23,6 +23,7 @@ SENTINEL_SETS=""
 cleanup() {
   for d in $SERVERS; do tools/redis-server.sh stop "$d"; done
   for d in $SENTINEL_SETS; do tools/redis-sentinel.sh stop "$d"; done
+  for d in ${CLUSTERS:-}; do tools/redis-cluster.sh stop "$d"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -116,11 +117,11 @@ fi
 
 # 3. busted specs: unit (mock server) and integration (real servers).
 run_busted "specs unit" "LEVR_BUILD=$BUILD" -- spec/unit
-run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- spec/integration
+run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- --exclude-pattern=cluster_spec spec/integration
 # The soak's counts (ops, faults injected, failures reported, mismatches).
 grep -A6 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
 run_busted "specs unit (asan+ubsan)" "${ASAN_ENV[@]}" -- spec/unit
-run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- spec/integration
+run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- --exclude-pattern=cluster_spec spec/integration
 
 # 3b. Chaos (issue 12): random commands, pipelines, read(), abandonment,
 # closes from finalizers and <close> handlers and a hostile server, every
@@ -133,7 +134,7 @@ grep '^chaos: ' "$WORK/chaos (asan+ubsan).log" | grep -v PROBLEM | sed 's/^/   /
 # 4. Examples as smoke tests, each against the real server.
 ex_ok=0; ex_fail=0
 for ex in examples/*.lua; do
-  case $ex in */mock-server.lua) continue;; esac
+  case $ex in */mock-server.lua|*/cluster.lua) continue;; esac
   if REDIS_ADDR="127.0.0.1:${PORT:-6379}" SENTINELS="$SENTINEL_ADDRS" \
        SENTINEL_PASS=sentpass LEVR_BUILD=$BUILD timeout 60 \
        lua5.4 tools/run-lua.lua "$ex" >"$WORK/ex.log" 2>&1; then
@@ -161,6 +162,33 @@ else
 fi
 kill "$mock_pid" 2>/dev/null; wait "$mock_pid" 2>/dev/null
 count "examples" "$ex_ok" "$ex_fail"
+
+# 4b. Redis Cluster: a real 3+3 cluster (tools/redis-cluster.sh) per build,
+# fresh each time, since the cluster specs stop, kill and move nodes; then
+# examples/cluster.lua against the last one.
+CLUSTERS=""
+for b in normal asan; do
+  cdir="$WORK/cluster-$b"
+  if cports=$(tools/redis-cluster.sh start "$cdir" 2>"$WORK/cluster-$b.err"); then
+    CLUSTERS="$CLUSTERS $cdir"
+    CL_ENV=("LEVR_CLUSTER_DIR=$cdir" "LEVR_CLUSTER_PORTS=$cports")
+    if [ $b = normal ]; then
+      run_busted "specs cluster" "LEVR_BUILD=$BUILD" "${CL_ENV[@]}" -- spec/integration/cluster_spec.lua
+    else
+      run_busted "specs cluster (asan+ubsan)" "${ASAN_ENV[@]}" "${CL_ENV[@]}" -- spec/integration/cluster_spec.lua
+      if REDIS_CLUSTER="127.0.0.1:${cports%% *}" REDIS_USER=alice REDIS_PASS=s3cret \
+           LEVR_BUILD=$BUILD timeout 60 lua5.4 tools/run-lua.lua examples/cluster.lua \
+           >"$WORK/ex-cluster.log" 2>&1; then
+        count "example cluster.lua" 1 0
+      else
+        cat "$WORK/ex-cluster.log"; count "example cluster.lua" 0 1
+      fi
+    fi
+    tools/redis-cluster.sh stop "$cdir"
+  else
+    cat "$WORK/cluster-$b.err"; count "start redis cluster ($b)" 0 1
+  fi
+done
 
 # 5. The rock: `luarocks make` into a fresh tree, and `make pack` with the
 # .src.rock installed offline into another; each then used by a plain lua5.4.

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "cluster_glue.h"
 #include "cmdinfo.h"
 #include "conn.h"
 #include "lev.h"
@@ -2503,5 +2504,6 @@ int luaopen_redis_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushliteral(L, RESP_VERSION);
   lua_setfield(L, -2, "version");
+  cluster_glue_register(L);
   return 1;
 }

@@ -181,4 +181,9 @@ function M.start(opts)
   return require("redis.mock.server").start(opts)
 end
 
+-- A mock Redis Cluster of masters (lua/redis/mock/cluster.lua).
+function M.start_cluster(opts)
+  return require("redis.mock.cluster").start(opts)
+end
+
 return M

@@ -12,10 +12,14 @@
 # same in both, so (Ir2 - Ir1) / (N2 - N1) is one op's instructions (the
 # whole process in user space: Lua interpreter, our C, libuv, libc). Lua
 # seeds its string hash from the clock and how many replies one read
-# brings varies a little, so a pair can move by ~1%: QUICK_REPS pairs run
-# and the median is kept, which repeats to within ~0.3%.
+# brings varies a little, so a pair can move by ~1% when server and client
+# float between CPUs: both are pinned to one CPU (then W3/128 repeats to
+# within ~0.2%), QUICK_REPS pairs run and the median is kept.
 #
-# Environment: QUICK_REPS=3 (odd), BENCH_TIMEOUT=360 (per valgrind run).
+# Environment: QUICK_REPS=3 (odd), BENCH_TIMEOUT=360 (per valgrind run),
+# BENCH_CPU (the CPU server and client share; default the last one, away
+# from make bench's CPU 0; wall time does not matter here, so a busy CPU
+# only makes the run longer), BENCH_NOPIN=1.
 # Needs valgrind, redis-server, lua5.4 and libhiredis-dev (make bench-deps).
 # Scratch files go to bench/out/quick/ (your worktree's own).
 set -euo pipefail
@@ -26,6 +30,11 @@ out=$here/out/quick
 HOST=127.0.0.1
 REPS=${QUICK_REPS:-3}
 TMO=${BENCH_TIMEOUT:-360}
+CPU=${BENCH_CPU:-$(($(nproc) - 1))}
+PIN=()
+if [ "${BENCH_NOPIN:-0}" != 1 ] && command -v taskset >/dev/null; then
+  PIN=(taskset -c "$CPU")
+fi
 save=0
 build=
 for a in "$@"; do
@@ -58,12 +67,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$srv"
 PORT=$("$root/tools/redis-server.sh" start "$srv") || die "cannot start redis-server"
+# Every server thread on the client's CPU (see the header).
+[ "${#PIN[@]}" = 0 ] || taskset -a -p -c "$CPU" "$(cat "$srv/redis.pid")" >/dev/null
 "$out/hiredis_sync" "$HOST" "$PORT" load
 
 # cg_ir N WORK [DEPTH]: total instructions of one run of N ops.
 cg_ir() {
   local n=$1 f=$out/cg.out; shift
-  timeout -k 5 "$TMO" valgrind -q --tool=callgrind --callgrind-out-file="$f" \
+  timeout -k 5 "$TMO" "${PIN[@]}" valgrind -q --tool=callgrind --callgrind-out-file="$f" \
     lua5.4 "$here/bench.lua" "$HOST" "$PORT" "$1" "$n" "${@:2}" >/dev/null ||
     die "callgrind run of $1 $n failed or timed out"
   awk '/^totals:/ { print $2; exit }' "$f"
@@ -103,12 +114,15 @@ while read -r label work depth _ops cg _clients; do
 done <"$here/workloads.txt"
 
 if [ "$save" = 1 ]; then
-  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
-  dirty=$(git -C "$root" status --porcelain -- csrc lua 2>/dev/null | head -1)
+  # The client's code is csrc/, lua/ and the build files: name the last
+  # commit that changed them, which is what the figures belong to.
+  commit=$(git -C "$root" log -1 --format=%h -- csrc lua CMakeLists.txt 2>/dev/null || echo '?')
+  dirty=$(git -C "$root" status --porcelain -- csrc lua CMakeLists.txt 2>/dev/null | head -1)
+  pinned="pinned to CPU $CPU"; [ "${#PIN[@]}" = 0 ] && pinned=unpinned
   {
     echo "# bench-quick baseline: callgrind instructions per op of lev-redis"
-    echo "# (bench/quick.sh --save, median of $REPS pairs), measured on commit"
-    echo "# $commit${dirty:+ with local changes} at $(date -u '+%Y-%m-%d %H:%M UTC'); $(lua5.4 -v 2>&1 | awk '{ print $1, $2 }'), libuv $(pkg-config --modversion libuv 2>/dev/null || echo '?')."
+    echo "# (bench/quick.sh --save, median of $REPS pairs, $pinned), client code"
+    echo "# of commit $commit${dirty:+ with local changes}, measured $(date -u '+%Y-%m-%d %H:%M UTC'); $(lua5.4 -v 2>&1 | awk '{ print $1, $2 }'), libuv $(pkg-config --modversion libuv 2>/dev/null || echo '?')."
     echo "# LABEL INSTR_PER_OP"
     printf '%s\n' "${results[@]}"
   } >"$here/baseline.txt"

@@ -41,7 +41,7 @@ typedef struct run_state {
   long done;
   int measuring; /* 0 during warm-up */
   int finished;
-  double t0, c0;
+  double t0, c0, s0;
   long *hist;      /* WORK_LAT: counts per bucket */
   uint64_t *sent;  /* WORK_LAT: issue time of request k at k % depth */
 } run_state;
@@ -82,17 +82,19 @@ static void check_string(const redisAsyncContext *ac, redisReply *r,
 /* Called from the reply callback that completes a phase: the warm-up
  * leads straight into the measured phase, which ends the connection. */
 static void phase_end(run_state *s) {
-  double t1, c1;
+  double t1, c1, s1;
   char label[32];
   if (!s->measuring) {
     s->measuring = 1;
     s->t0 = bench_wall();
     s->c0 = bench_cpu();
+    s->s0 = bench_sys();
     phase_start(s, s->ops);
     return;
   }
   t1 = bench_wall();
   c1 = bench_cpu();
+  s1 = bench_sys();
   if (s->work == WORK_W3 || s->work == WORK_LAT)
     snprintf(label, sizeof label, "W3/%ld", s->depth);
   else
@@ -100,8 +102,8 @@ static void phase_end(run_state *s) {
   if (s->work == WORK_LAT) {
     long i;
     const char *sep = "";
-    printf("%s ops=%ld secs=%.6f cpu=%.6f hist=", label, s->done,
-           t1 - s->t0, c1 - s->c0);
+    printf("%s ops=%ld secs=%.6f cpu=%.6f sys=%.6f hist=", label, s->done,
+           t1 - s->t0, c1 - s->c0, s1 - s->s0);
     for (i = 0; i < LAT_BUCKETS; i++)
       if (s->hist[i] != 0) {
         printf("%s%ld:%ld", sep, i, s->hist[i]);
@@ -110,7 +112,7 @@ static void phase_end(run_state *s) {
     printf("\n");
     fflush(stdout);
   } else {
-    bench_report(label, s->done, t1 - s->t0, c1 - s->c0);
+    bench_report(label, s->done, t1 - s->t0, c1 - s->c0, s1 - s->s0);
   }
   s->finished = 1;
   redisAsyncDisconnect(s->ac);

@@ -4,7 +4,7 @@
 --   lua5.4 bench/report.lua OUTDIR
 --
 -- Reads, from OUTDIR:
---   raw.txt   "REP CLIENT LABEL OPS SECS CPU"  one line per measurement
+--   raw.txt   "REP CLIENT LABEL OPS SECS CPU [SYS]"  one line per measurement
 --   ceil.txt  "REP LABEL OPS_PER_S"            redis-benchmark figures
 --   cg.txt    "CLIENT LABEL OPS1 IR1 OPS2 IR2" callgrind totals of 2 runs
 --   lat.txt   "REP CLIENT LABEL ops=.. secs=.. cpu=.. hist=B:C,..."
@@ -91,11 +91,13 @@ for l in lines("raw.txt") do
   local w = words(l)
   local rep, client, label = tonumber(w[1]), w[2], w[3]
   local ops, secs, cpu = tonumber(w[4]), tonumber(w[5]), tonumber(w[6])
+  local sys = tonumber(w[7])
   m[client] = m[client] or {}
-  local e = m[client][label] or { rate = {}, cpu = {} }
+  local e = m[client][label] or { rate = {}, cpu = {}, sys = {} }
   m[client][label] = e
   e.rate[rep] = ops / secs
   e.cpu[rep] = cpu / ops * 1e6
+  if sys and cpu > 0 then e.sys[rep] = sys / cpu end
   reps[rep] = true
 end
 
@@ -131,7 +133,7 @@ local function stat(client, label)
   local lo, hi = math.huge, 0
   for _, x in ipairs(r) do lo, hi = math.min(lo, x), math.max(hi, x) end
   local med = median(r)
-  return { rate = med, cpu = median(vals(e.cpu)),
+  return { rate = med, cpu = median(vals(e.cpu)), sys = median(vals(e.sys)),
     spread = (hi - lo) / med * 100, n = #r }
 end
 
@@ -258,16 +260,17 @@ for _, l in ipairs(meta) do p("* " .. l) end
 p()
 p("ops/s is the median of the repetitions (an op is one command; W1's SET")
 p("and GET count as two). CPU is the client process's own user+system")
-p("time per million ops. \"lev-redis ÷ peer\" is the median of the")
+p("time per million ops (= µs per op); \"kernel\" is the system part of")
+p("it (socket calls, wake-ups). \"lev-redis ÷ peer\" is the median of the")
 p("per-repetition ratios of our figure to that peer's (ops/s: higher is")
 p("better for us; CPU and instructions: lower is better for us).")
 p("Instructions per op come from callgrind (user-space instructions of")
 p("the whole client process, Lua interpreter included; kernel work is not")
 p("counted), as the difference of two runs of different length.")
 p()
-p("| Workload | Client | ops/s | spread | CPU s / M ops | instr/op |"
+p("| Workload | Client | ops/s | spread | CPU s / M ops | kernel | instr/op |"
   .. " lev-redis ÷ peer: ops/s | CPU | instr |")
-p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 local chart = {}
 for _, label in ipairs(LABELS) do
@@ -290,8 +293,9 @@ for _, label in ipairs(LABELS) do
         ri = ir and fmt(cgratio(client, label), "%.2fx") or ""
         if not (m[OURS] and m[OURS][label]) then rr, rc, ri = "", "", "" end
       end
-      p(string.format("| %s %s | %s | %s | ±%.1f%% | %.2f | %s | %s | %s | %s |",
+      p(string.format("| %s %s | %s | %s | ±%.1f%% | %.2f | %s | %s | %s | %s | %s |",
         label, DESCR[label] or "", client, rate, s.spread / 2, s.cpu,
+        s.sys and string.format("%.0f%%", s.sys * 100) or "",
         ir and int(ir) or "", rr, rc, ri))
     end
   end
@@ -302,7 +306,7 @@ for _, label in ipairs(LABELS) do
     if label == "W4" then
       rate = rate .. string.format(" (%.0f MB/s)", row[RB] * BIG_LEN / 1e6)
     end
-    p(string.format("| %s %s | %s | %s | | | | | | |", label, DESCR[label] or "",
+    p(string.format("| %s %s | %s | %s | | | | | | | |", label, DESCR[label] or "",
       RB, rate))
     any = true
   end
@@ -455,6 +459,50 @@ if m[OURS] then
   end
   p()
   p(string.format("%d of %d targets met.", pass, pass + fail))
+end
+
+-- summary.md: the compact tables the README's benchmark section shows
+-- (ours per workload and our ratio to every peer), from the same figures.
+do
+  local sm = {}
+  local function q(x) sm[#sm + 1] = x or "" end
+  local PEERS = { SYNC, ASYNC, IOR, IORA, NRED }
+  local function hdr(first)
+    local h, sep = "| workload | " .. first, "|---|---:"
+    for _, c in ipairs(PEERS) do
+      h = h .. " | ÷ " .. NAME[c]
+      sep = sep .. "|---:"
+    end
+    q(h .. " |")
+    q(sep .. "|")
+  end
+  q("ops/s (lev-redis, and lev-redis ÷ peer; higher is better for us):")
+  q()
+  hdr("lev-redis ops/s")
+  for _, label in ipairs(LABELS) do
+    local s0 = stat(OURS, label)
+    if s0 then
+      local row = string.format("| %s %s | %s", label, DESCR[label] or "", int(s0.rate))
+      for _, c in ipairs(PEERS) do row = row .. " | " .. fmt(ratio(c, label, "rate"), "%.2fx") end
+      q(row .. " |")
+    end
+  end
+  q()
+  q("Client CPU per op (lev-redis µs, and lev-redis ÷ peer; lower is better for us):")
+  q()
+  hdr("lev-redis µs/op (kernel share)")
+  for _, label in ipairs(LABELS) do
+    local s0 = stat(OURS, label)
+    if s0 then
+      local row = string.format("| %s %s | %.2f%s", label, DESCR[label] or "", s0.cpu,
+        s0.sys and string.format(" (%.0f%%)", s0.sys * 100) or "")
+      for _, c in ipairs(PEERS) do row = row .. " | " .. fmt(ratio(c, label, "cpu"), "%.2fx") end
+      q(row .. " |")
+    end
+  end
+  local sf = assert(io.open(dir .. "/summary.md", "w"))
+  sf:write(table.concat(sm, "\n"), "\n")
+  sf:close()
 end
 
 local text = table.concat(out, "\n") .. "\n"

@@ -228,7 +228,7 @@ fi
 # "LABEL ops=N secs=S cpu=C" goes to raw.txt. A client that fails (a wrong
 # reply included) stops the benchmark: a fast wrong answer must not win.
 measure() {
-  local rep=$1 client=$2 port=$PORT line label ops secs cpu; shift 2
+  local rep=$1 client=$2 port=$PORT line label ops secs cpu sys; shift 2
   if [ "$client" = lev-redis-tls ]; then
     client=lev-redis; port=$tls_port
     set -- "$@" --tls "$certs/ca.crt"
@@ -236,9 +236,9 @@ measure() {
   client_cmd "$client"
   line=$(limit "$TMO" "${CMDV[@]}" "$HOST" "$port" "$@") ||
     die "$client $* failed or timed out after $TMO s (see above)"
-  read -r label ops secs cpu <<<"$line"
-  ops=${ops#ops=}; secs=${secs#secs=}; cpu=${cpu#cpu=}
-  echo "$rep $client $label $ops $secs $cpu" >>"$out/raw.txt"
+  read -r label ops secs cpu sys _ <<<"$line"
+  ops=${ops#ops=}; secs=${secs#secs=}; cpu=${cpu#cpu=}; sys=${sys#sys=}
+  echo "$rep $client $label $ops $secs $cpu $sys" >>"$out/raw.txt"
   printf '  %-8s %-14s %12.0f ops/s  %6.2f CPU s/M ops\n' "$label" "$client" \
     "$(awk -v o="$ops" -v s="$secs" 'BEGIN { print o / s }')" \
     "$(awk -v o="$ops" -v c="$cpu" 'BEGIN { print c / o * 1e6 }')" >&2

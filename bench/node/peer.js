@@ -167,7 +167,8 @@ async function main() {
   const c1 = process.cpuUsage(c0);
   const secs = Number(t1 - t0) / 1e9;
   const cpu = (c1.user + c1.system) / 1e6;
-  process.stdout.write(`${label()} ops=${done} secs=${secs.toFixed(6)} cpu=${cpu.toFixed(6)}\n`);
+  const sys = c1.system / 1e6;
+  process.stdout.write(`${label()} ops=${done} secs=${secs.toFixed(6)} cpu=${cpu.toFixed(6)} sys=${sys.toFixed(6)}\n`);
   process.exit(0);
 }
 

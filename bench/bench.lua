@@ -14,6 +14,8 @@
 --       (run.sh sets REDIS_CLIENT_POOL_SIZE above N)
 --   lua5.4 bench/bench.lua HOST PORT mem-park N
 --       RSS growth for N tasks parked on one client, a BLPOP each in flight
+--   lua5.4 bench/bench.lua HOST PORT mem-pipe N
+--       the same N BLPOPs in flight as one pipeline of one task
 --
 -- Prints one line "LABEL ops=N secs=S cpu=C" like the peers (lat adds
 -- " hist=I:C,..." and mem-* print "MEM ..."; see lat_bucket). OPS counts
@@ -231,20 +233,34 @@ end
 -- flight (the server blocks on the first; the rest wait behind it). A
 -- second client then pushes N distinct values in one LPUSH, and every
 -- task must get exactly one of them.
-local function mem_park(host, port, n)
+-- pipe: the N BLPOPs go as one pipeline from one task instead (the cost
+-- of a pending command without a task of its own).
+local function mem_park(host, port, n, pipe)
   local c, rss0, lua0 = mem_base(host, port)
   local c2, err = redis.connect({ host = host, port = port })
   if not c2 then error("connect: " .. tostring(err), 0) end
   check(c2:cmd("DEL", "bench:park"), 0, nil, "DEL")
   local got, tasks = {}, {}
-  for i = 1, n do
-    tasks[i] = lev.spawn(function()
-      local r, e = c:cmd("BLPOP", "bench:park", 0)
-      if type(r) ~= "table" or r[1] ~= "bench:park" then
-        error("BLPOP: wrong reply: " .. tostring(e or r), 0)
-      end
-      got[#got + 1] = r[2]
+  local function pop(r, e)
+    if type(r) ~= "table" or r[1] ~= "bench:park" then
+      error("BLPOP: wrong reply: " .. tostring(e or r), 0)
+    end
+    got[#got + 1] = r[2]
+  end
+  if pipe then
+    -- One command table N times: the caller's list costs 16 B an entry,
+    -- so the growth is nearly all the client's.
+    local blpop, cmds = { "BLPOP", "bench:park", 0 }, {}
+    for i = 1, n do cmds[i] = blpop end
+    tasks[1] = lev.spawn(function()
+      local res, e = c:pipeline(cmds)
+      if not res then error("pipeline: " .. tostring(e), 0) end
+      for i = 1, n do pop(res[i][1], res[i][2]) end
     end)
+  else
+    for i = 1, n do
+      tasks[i] = lev.spawn(function() pop(c:cmd("BLPOP", "bench:park", 0)) end)
+    end
   end
   -- Let every task run up to its BLPOP and the client write them all:
   -- the server's view (its client's query buffer and blocked state) is
@@ -263,7 +279,7 @@ local function mem_park(host, port, n)
   local vals_ = {}
   for i = 1, n do vals_[i] = "p" .. i end
   check(c2:cmd("LPUSH", "bench:park", table.unpack(vals_)), n, nil, "LPUSH")
-  for i = 1, n do
+  for i = 1, #tasks do
     local ok, e = tasks[i]:join()
     if not ok then error(e, 0) end
   end
@@ -273,21 +289,21 @@ local function mem_park(host, port, n)
     seen[v] = true
   end
   if #got ~= n then error(#got .. " BLPOP replies for " .. n, 0) end
-  io.stdout:write(string.format("MEM park n=%d rss0=%d rss1=%d lua=%d\n",
-    n, rss0, rss1, floor(lua1 - lua0)))
+  io.stdout:write(string.format("MEM %s n=%d rss0=%d rss1=%d lua=%d\n",
+    pipe and "pipe" or "park", n, rss0, rss1, floor(lua1 - lua0)))
   c:close()
   c2:close()
 end
 
 local host, port, work = args[1], tonumber(args[2]), args[3]
-if work == "mem-idle" or work == "mem-park" then
+if work == "mem-idle" or work == "mem-park" or work == "mem-pipe" then
   local n = math.tointeger(tonumber(args[4]))
   if not (host and port and n and n > 0) then
-    die("usage: bench.lua HOST PORT mem-idle|mem-park N")
+    die("usage: bench.lua HOST PORT mem-idle|mem-park|mem-pipe N")
   end
   local ok, err = pcall(lev.run, function()
     if work == "mem-idle" then mem_idle(host, port, n)
-    else mem_park(host, port, n) end
+    else mem_park(host, port, n, work == "mem-pipe") end
   end)
   if not ok then die(err) end
   os.exit(0)

@@ -353,7 +353,9 @@ if next(mem) then
   p("them; hiredis has no pool: contexts kept open). \"parked\": that many")
   p("BLPOPs on an empty list in flight on one connection (ours: one task")
   p("each, blocked in `cmd`; hiredis: one callback each); then one LPUSH")
-  p("releases them and every reply is checked. Lua heap: growth of")
+  p("releases them and every reply is checked; \"one pipeline\": the same")
+  p("BLPOPs as one `client:pipeline` call of one task (its list holds one")
+  p("command table N times, 16 B an entry). Lua heap: growth of")
   p("`collectgarbage(\"count\")` after a full collection.")
   p()
   p("| Measure | lev-redis | hiredis async | lev-redis ÷ hiredis async |")
@@ -378,11 +380,17 @@ if next(mem) then
       function(x) return x.rss1 end, "park", kb)
     row(string.format("RSS growth for %s parked commands", int(np)),
       function(x) return x.rss1 - x.rss0 end, "park", kb)
-    row("bytes per pending command (task included for us)", per_item, "park",
-      function(v) return int(v) .. " B" end)
+    row("bytes per pending command, one task each (task included for us)",
+      per_item, "park", function(v) return int(v) .. " B" end)
     local lh = memstat(OURS, "park", function(x) return x.lua / x.n end)
     if lh then
       p(string.format("| of which Lua heap per parked task | %s B | | |", int(lh)))
+    end
+    local pp, hp = memstat(OURS, "pipe", per_item), memstat(ASYNC, "park", per_item)
+    if pp then
+      p(string.format("| bytes per pending command, all %s in one pipeline (ours; hiredis: callbacks as above) | %s B | %s | %s |",
+        int(np), int(pp), hp and int(hp) .. " B" or "-",
+        hp and hp > 0 and string.format("%.2fx", pp / hp) or ""))
     end
   end
 end

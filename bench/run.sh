@@ -348,6 +348,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
   for c in $(rotate "$rep" $ours hiredis-mem); do
     mem "$rep" "$c" idle "$MEM_IDLE"
     mem "$rep" "$c" park "$MEM_PARK"
+    # The same commands as one pipeline of one task (no hiredis analogue).
+    [ "$c" = lev-redis ] && mem "$rep" "$c" pipe "$MEM_PARK"
   done
 done
 

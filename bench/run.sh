@@ -114,8 +114,9 @@ limit() { local t=$1; shift; timeout -k 5 "$t" "${PIN[@]}" "$@"; }
 
 # ---- build the peers -----------------------------------------------------
 mkdir -p "$out"
-rm -f "$out"/raw.txt "$out"/ceil.txt "$out"/cg.txt "$out"/meta.txt "$out"/lat.txt "$out"/mem.txt \
-  "$out"/results.md "$out"/chart.dat "$out"/chart.png
+rm -f "$out"/raw.txt "$out"/ceil.txt "$out"/cg.txt "$out"/meta.txt \
+  "$out"/lat.txt "$out"/mem.txt "$out"/results.md "$out"/summary.md \
+  "$out"/chart.dat "$out"/chart.png
 # -O2 as a distribution builds; the peers must compile without a warning.
 CFLAGS=(-std=c99 -O2 -Wall -Wextra -Werror)
 cc "${CFLAGS[@]}" -o "$out/hiredis_sync" "$here/hiredis_sync.c" -lhiredis
@@ -131,8 +132,9 @@ cc "${CFLAGS[@]}" $(pkg-config --cflags libuv) -o "$out/hiredis_mem" \
 # npm ci installs exactly what bench/node/package-lock.json pins.
 node_ver=
 if [ "$NODE" = 1 ]; then
-  command -v node >/dev/null && command -v npm >/dev/null ||
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     die "node/npm not installed (make bench-deps), or set BENCH_NODE=0"
+  fi
   node_ver=$(node --version)
   say "installing the Node peers (npm ci in bench/node, node $node_ver)"
   (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
@@ -170,13 +172,13 @@ client_cmd() {
 is_node() { case $1 in ioredis|ioredis-auto|node-redis) return 0 ;; esac; return 1; }
 # The clients of a workload row that run in this invocation.
 row_clients() {
-  local c r=()
+  local c picked=()
   for c in ${W_CLIENTS[$1]}; do
     [ "$c" = lev-redis ] && [ "$peers_only" = 1 ] && continue
     is_node "$c" && [ "$NODE" != 1 ] && continue
-    r+=("$c")
+    picked+=("$c")
   done
-  echo "${r[*]}"
+  echo "${picked[*]}"
 }
 
 # ---- redis-server ----------------------------------------------------------

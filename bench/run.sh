@@ -23,7 +23,7 @@
 #                     and the run fails (callgrind runs get 3x as long)
 #   BENCH_NODE=0      leave the Node peers out (default: they run, and a
 #                     failing `npm ci` in bench/node stops the run)
-#   NODE_SCALE=0.25   multiplies the Node peers' op counts (they are 5-20x
+#   NODE_SCALE=0.15   multiplies the Node peers' op counts (they are 3-15x
 #                     slower; rates do not depend on the count)
 #   BENCH_TLS=1       also run W5 (W1 over TLS) for our client; needs
 #                     tools/make-test-certs.sh (hiredis 0.14 has no TLS)
@@ -61,7 +61,7 @@ CALLGRIND=${BENCH_CALLGRIND:-1}
 TLS=${BENCH_TLS:-0}
 TMO=${BENCH_TIMEOUT:-120}
 NODE=${BENCH_NODE:-1}
-NODE_SCALE=${NODE_SCALE:-0.25}
+NODE_SCALE=${NODE_SCALE:-0.15}
 
 t_start=$(date +%s)
 say() { printf '%s\n' "$*" >&2; }
@@ -325,7 +325,7 @@ ours=; [ "$peers_only" = 0 ] && ours=lev-redis
 # 1000 idle connections in one process need more than the usual 1024 fds.
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] || ulimit -n 4096
 for ((rep = 1; rep <= REPS; rep++)); do
-  say "repetition $rep/$REPS"
+  say "repetition $rep/$REPS ($(( $(date +%s) - t_start )) s so far)"
   for i in "${!W_LABEL[@]}"; do
     label=${W_LABEL[$i]}
     dargs=(); [ "${W_DEPTH[$i]}" = - ] || dargs=("${W_DEPTH[$i]}")

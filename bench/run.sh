@@ -413,8 +413,8 @@ t_end=$(date +%s)
 lua5.4 "$here/report.lua" "$out"
 
 if [ "$have_gp" = 1 ]; then
-  title="lev-redis vs hiredis $(dpkg-query -W -f '${Version}' libhiredis-dev 2>/dev/null), one connection, pinned to one CPU"
-  [ "$NOPIN" = 1 ] && title="lev-redis vs hiredis, one connection, unpinned"
+  title="lev-redis vs hiredis, ioredis and node-redis: one connection each, server and client pinned to one CPU"
+  [ "$NOPIN" = 1 ] && title="lev-redis vs hiredis, ioredis and node-redis: one connection each, unpinned"
   gnuplot -e "dat='$out/chart.dat'; out='$out/chart.png'; ours=$((1 - peers_only)); title='$title'" \
     "$here/chart.gp"
 fi

@@ -2,7 +2,9 @@
 #   make example   install what is missing, build, install the rock locally,
 #                  run the quick-start against Redis on :6379 or the mock
 #   make test      install what is missing, build, run every test suite
-#   make bench     the benchmark against hiredis (bench/)
+#   make bench     the benchmark against hiredis and the Node clients (bench/)
+#   make bench-quick  callgrind instructions per op of the hot path, as
+#                  deltas against bench/baseline.txt (about a minute)
 #   make fuzz      libFuzzer targets for FUZZ_SECONDS each (default 60)
 #   make pack      build/pack/lev-redis-VERSION-1.src.rock (+ its rockspec and
 #                  tarball): installs with luarocks where there is no checkout
@@ -25,7 +27,7 @@ DEBS = lua5.4 liblua5.4-dev libuv1-dev libssl-dev luarocks lua-busted \
 BENCH_DEBS = libhiredis-dev gnuplot-nox util-linux
 
 .PHONY: all deps bench-deps build build-asan example test test-asan \
-        bench fuzz rock pack clean
+        bench bench-quick bench-w8 fuzz rock pack clean
 
 all: build
 
@@ -34,6 +36,9 @@ deps:
 
 bench-deps:
 	@tools/install-deps.sh $(DEBS) $(BENCH_DEBS)
+	@# Node peers: Debian's nodejs and npm, unless a node with npm is there.
+	@command -v node >/dev/null && command -v npm >/dev/null \
+	  || tools/install-deps.sh nodejs npm
 
 build: deps
 	@cmake -S . -B $(BUILD) -DLEVR_WERROR=ON >/dev/null
@@ -60,6 +65,9 @@ test: build build-asan
 
 bench: bench-deps build
 	@bench/run.sh $(BUILD)
+
+bench-quick: bench-deps build
+	@bench/quick.sh $(BUILD)
 
 fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DLEVR_FUZZ=ON -DLEVR_SANITIZE=ON \

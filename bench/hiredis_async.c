@@ -6,6 +6,10 @@
  *   hiredis_async HOST PORT w1 OPS          SET then GET, one at a time
  *   hiredis_async HOST PORT w3 OPS DEPTH    GETs with DEPTH kept in flight
  *   hiredis_async HOST PORT w4 OPS          GET of the 100 KB value
+ *   hiredis_async HOST PORT lat OPS DEPTH   w3, each GET's latency (from the
+ *                                           call to its callback) counted
+ *                                           in a histogram: the line gets
+ *                                           " hist=BUCKET:COUNT,..."
  *
  * OPS counts commands. A fixed warm-up of the same workload runs first
  * (independent of OPS, so callgrind differences cancel it); the measured
@@ -21,7 +25,11 @@
 
 #include "common.h"
 
-enum { WORK_W1, WORK_W3, WORK_W4 };
+enum { WORK_W1, WORK_W3, WORK_W4, WORK_LAT };
+
+/* Latency buckets: as lat_bucket in bench.lua, 64 per power of two of
+ * the latency in ns; 64 * 58 covers any 64-bit value. */
+#define LAT_BUCKETS (64 * 58)
 
 typedef struct run_state {
   redisAsyncContext *ac;
@@ -33,13 +41,28 @@ typedef struct run_state {
   long done;
   int measuring; /* 0 during warm-up */
   int finished;
-  double t0, c0;
+  double t0, c0, s0;
+  long *hist;      /* WORK_LAT: counts per bucket */
+  uint64_t *sent;  /* WORK_LAT: issue time of request k at k % depth */
 } run_state;
 
 static bench_data data;
 static const char w1_key[] = "bench:w1:hiredis-async";
 
 static void phase_start(run_state *s, long target);
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static long lat_bucket(uint64_t ns) {
+  int m = 6;
+  if (ns < 64) return (long)ns;
+  while ((ns >> (m + 1)) != 0) m++;
+  return (long)(m - 5) * 64 + (long)((ns >> (m - 6)) - 64);
+}
 
 static void send_or_die(run_state *s, redisCallbackFn *fn, void *priv,
                         int argc, const char **argv, const size_t *lens) {
@@ -59,22 +82,38 @@ static void check_string(const redisAsyncContext *ac, redisReply *r,
 /* Called from the reply callback that completes a phase: the warm-up
  * leads straight into the measured phase, which ends the connection. */
 static void phase_end(run_state *s) {
-  double t1, c1;
+  double t1, c1, s1;
   char label[32];
   if (!s->measuring) {
     s->measuring = 1;
     s->t0 = bench_wall();
     s->c0 = bench_cpu();
+    s->s0 = bench_sys();
     phase_start(s, s->ops);
     return;
   }
   t1 = bench_wall();
   c1 = bench_cpu();
-  if (s->work == WORK_W3)
+  s1 = bench_sys();
+  if (s->work == WORK_W3 || s->work == WORK_LAT)
     snprintf(label, sizeof label, "W3/%ld", s->depth);
   else
     snprintf(label, sizeof label, "%s", s->work == WORK_W1 ? "W1" : "W4");
-  bench_report(label, s->done, t1 - s->t0, c1 - s->c0);
+  if (s->work == WORK_LAT) {
+    long i;
+    const char *sep = "";
+    printf("%s ops=%ld secs=%.6f cpu=%.6f sys=%.6f hist=", label, s->done,
+           t1 - s->t0, c1 - s->c0, s1 - s->s0);
+    for (i = 0; i < LAT_BUCKETS; i++)
+      if (s->hist[i] != 0) {
+        printf("%s%ld:%ld", sep, i, s->hist[i]);
+        sep = ",";
+      }
+    printf("\n");
+    fflush(stdout);
+  } else {
+    bench_report(label, s->done, t1 - s->t0, c1 - s->c0, s1 - s->s0);
+  }
   s->finished = 1;
   redisAsyncDisconnect(s->ac);
 }
@@ -131,6 +170,9 @@ static void get_issue(run_state *s) {
     argv[1] = data.keys[idx];
     lens[1] = data.key_lens[idx];
   }
+  /* Replies come back in request order, so request k's issue time can
+   * live at k % depth until reply k reads it. */
+  if (s->sent != NULL) s->sent[s->issued % s->depth] = now_ns();
   s->issued++;
   send_or_die(s, get_cb, (void *)idx, 2, argv, lens);
 }
@@ -142,6 +184,8 @@ static void get_cb(redisAsyncContext *ac, void *reply, void *priv) {
     check_string(ac, reply, data.big, BENCH_BIG_LEN);
   else
     check_string(ac, reply, data.vals[idx], BENCH_VAL_LEN);
+  if (s->sent != NULL && s->measuring)
+    s->hist[lat_bucket(now_ns() - s->sent[s->done % s->depth])]++;
   s->done++;
   /* Refill from inside the callback: the slot just freed is reused at
    * once, so DEPTH requests stay in flight until the tail of the run. */
@@ -177,7 +221,8 @@ int main(int argc, char **argv) {
   long warm;
 
   if (argc < 5) {
-    fprintf(stderr, "usage: %s HOST PORT w1 OPS|w3 OPS DEPTH|w4 OPS\n",
+    fprintf(stderr,
+            "usage: %s HOST PORT w1 OPS|w3 OPS DEPTH|w4 OPS|lat OPS DEPTH\n",
             argv[0]);
     return 2;
   }
@@ -195,6 +240,15 @@ int main(int argc, char **argv) {
     s.depth = bench_count(argv[5], "DEPTH");
     if (s.depth > BENCH_MAX_DEPTH) bench_die("DEPTH too large");
     warm = 10 * s.depth > 200 ? 10 * s.depth : 200;
+  } else if (strcmp(argv[3], "lat") == 0) {
+    s.work = WORK_LAT;
+    if (argc < 6) bench_die("lat needs DEPTH");
+    s.depth = bench_count(argv[5], "DEPTH");
+    if (s.depth > BENCH_MAX_DEPTH) bench_die("DEPTH too large");
+    warm = 10 * s.depth > 200 ? 10 * s.depth : 200;
+    s.hist = calloc(LAT_BUCKETS, sizeof *s.hist);
+    s.sent = calloc((size_t)s.depth, sizeof *s.sent);
+    if (s.hist == NULL || s.sent == NULL) bench_die("out of memory");
   } else if (strcmp(argv[3], "w4") == 0) {
     s.work = WORK_W4;
     warm = 20;
@@ -218,6 +272,8 @@ int main(int argc, char **argv) {
   uv_run(loop, UV_RUN_DEFAULT);
   if (!s.finished) bench_die("loop ended before the run finished");
   uv_loop_close(loop);
+  free(s.hist);
+  free(s.sent);
   free(data.big);
   return 0;
 }

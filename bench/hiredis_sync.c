@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
   redisContext *c;
   const char *work;
   long ops = 0, depth = 0, done, warm;
-  double t0, c0, t1, c1;
+  double t0, c0, s0, t1, c1, s1;
   char label[32];
 
   if (argc < 4) {
@@ -156,15 +156,17 @@ int main(int argc, char **argv) {
 
   t0 = bench_wall();
   c0 = bench_cpu();
+  s0 = bench_sys();
   done = run(c, work, ops, depth);
   t1 = bench_wall();
   c1 = bench_cpu();
+  s1 = bench_sys();
 
   if (strcmp(work, "w2") == 0)
     snprintf(label, sizeof label, "W2/%ld", depth);
   else
     snprintf(label, sizeof label, "%s", strcmp(work, "w1") == 0 ? "W1" : "W4");
-  bench_report(label, done, t1 - t0, c1 - c0);
+  bench_report(label, done, t1 - t0, c1 - c0, s1 - s0);
   redisFree(c);
   free(data.big);
   return 0;

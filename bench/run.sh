@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The lev-redis benchmark: our client against two hiredis peers built from
-# Debian's libhiredis-dev, with redis-benchmark as a reference for the
-# server, all against one throw-away redis-server started here.
+# Debian's libhiredis-dev and three Node peers (ioredis with and without
+# enableAutoPipelining, node-redis; bench/node, pinned by its lockfile),
+# with redis-benchmark as a reference for the server, all against one
+# throw-away redis-server started here. The workloads are the rows of
+# bench/workloads.txt; memory (RSS) and latency (histograms) follow.
 #
 #   bench/run.sh [--peers-only] [BUILD_DIR]      (make bench: bench/run.sh build)
 #
@@ -18,6 +21,10 @@
 #   BENCH_CALLGRIND=0 skip the callgrind instruction counts
 #   BENCH_TIMEOUT=120 seconds one measurement may take before it is killed
 #                     and the run fails (callgrind runs get 3x as long)
+#   BENCH_NODE=0      leave the Node peers out (default: they run, and a
+#                     failing `npm ci` in bench/node stops the run)
+#   NODE_SCALE=0.15   multiplies the Node peers' op counts (they are 3-15x
+#                     slower; rates do not depend on the count)
 #   BENCH_TLS=1       also run W5 (W1 over TLS) for our client; needs
 #                     tools/make-test-certs.sh (hiredis 0.14 has no TLS)
 #   BENCH_LUA_PATH, BENCH_LUA_CPATH   benchmark another copy of our client
@@ -38,7 +45,7 @@ build=
 for a in "$@"; do
   case $a in
     --peers-only) peers_only=1 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
     *) build=$a ;;
   esac
@@ -53,28 +60,35 @@ SCALE=${BENCH_SCALE:-1}
 CALLGRIND=${BENCH_CALLGRIND:-1}
 TLS=${BENCH_TLS:-0}
 TMO=${BENCH_TIMEOUT:-120}
+NODE=${BENCH_NODE:-1}
+NODE_SCALE=${NODE_SCALE:-0.15}
 
 t_start=$(date +%s)
 say() { printf '%s\n' "$*" >&2; }
 die() { say "run.sh: $*"; exit 1; }
 
-# Timed op counts, chosen so that each measurement takes about 1-2 s on a
-# 2-core VM with client and server sharing one CPU; the whole run then
-# stays well under the 10 minutes `make bench` is allowed.
+# Timed op counts (bench/workloads.txt for W1-W4) are chosen so that each
+# measurement takes about 1-2 s on a 2-core VM with client and server
+# sharing one CPU; the whole run stays under the 15 minutes `make bench`
+# is allowed.
 scaled() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); if (v < 2) v = 2; print v }'; }
-OPS_W1=$(scaled 80000)
-OPS_W2=$(scaled 2000000)
-OPS_W3_1=$(scaled 60000)
-OPS_W3_16=$(scaled 600000)
-OPS_W3_128=$(scaled 1500000)
-OPS_W4=$(scaled 12000)
 OPS_W5=$(scaled 40000)
+# Latency runs (W3 with a histogram) and memory runs.
+OPS_LAT_16=$(scaled 300000)
+OPS_LAT_128=$(scaled 900000)
+MEM_IDLE=1000
+MEM_PARK=10000
 
-# Callgrind: two run lengths per workload; start-up and warm-up are the
-# same in both, so (Ir2 - Ir1) / (ops2 - ops1) is the cost of one op.
-CG_W1="4000 20000"
-CG_W2="20000 100000"
-CG_W3="20000 100000"
+# The workload table: arrays indexed by row. Callgrind uses two run
+# lengths per workload (CG column); start-up and warm-up are the same in
+# both, so (Ir2 - Ir1) / (ops2 - ops1) is the cost of one op.
+W_LABEL=() W_WORK=() W_DEPTH=() W_OPS=() W_CG=() W_CLIENTS=()
+while read -r label work depth ops cg clients _; do
+  case $label in ''|'#'*) continue ;; esac
+  W_LABEL+=("$label"); W_WORK+=("$work"); W_DEPTH+=("$depth")
+  W_OPS+=("$ops"); W_CG+=("$cg"); W_CLIENTS+=("${clients//,/ }")
+done <"$here/workloads.txt"
+[ "${#W_LABEL[@]}" -gt 0 ] || die "no workloads in bench/workloads.txt"
 
 # ---- tools --------------------------------------------------------------
 for t in cc pkg-config redis-server lua5.4; do
@@ -101,7 +115,8 @@ limit() { local t=$1; shift; timeout -k 5 "$t" "${PIN[@]}" "$@"; }
 # ---- build the peers -----------------------------------------------------
 mkdir -p "$out"
 rm -f "$out"/raw.txt "$out"/ceil.txt "$out"/cg.txt "$out"/meta.txt \
-  "$out"/results.md "$out"/chart.dat "$out"/chart.png
+  "$out"/lat.txt "$out"/mem.txt "$out"/results.md "$out"/summary.md \
+  "$out"/chart.dat "$out"/chart.png
 # -O2 as a distribution builds; the peers must compile without a warning.
 CFLAGS=(-std=c99 -O2 -Wall -Wextra -Werror)
 cc "${CFLAGS[@]}" -o "$out/hiredis_sync" "$here/hiredis_sync.c" -lhiredis
@@ -109,6 +124,22 @@ cc "${CFLAGS[@]}" -o "$out/hiredis_sync" "$here/hiredis_sync.c" -lhiredis
 # shellcheck disable=SC2046
 cc "${CFLAGS[@]}" $(pkg-config --cflags libuv) -o "$out/hiredis_async" \
   "$here/hiredis_async.c" -lhiredis $(pkg-config --libs libuv)
+# shellcheck disable=SC2046
+cc "${CFLAGS[@]}" $(pkg-config --cflags libuv) -o "$out/hiredis_mem" \
+  "$here/hiredis_mem.c" -lhiredis $(pkg-config --libs libuv)
+
+# ---- the Node peers -----------------------------------------------------
+# npm ci installs exactly what bench/node/package-lock.json pins.
+node_ver=
+if [ "$NODE" = 1 ]; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    die "node/npm not installed (make bench-deps), or set BENCH_NODE=0"
+  fi
+  node_ver=$(node --version)
+  say "installing the Node peers (npm ci in bench/node, node $node_ver)"
+  (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+    die "npm ci failed in bench/node; BENCH_NODE=0 runs without the Node peers"
+fi
 
 # ---- our client ------------------------------------------------------------
 # Only the tree's own Lua files and build outputs: an installed copy must
@@ -135,7 +166,19 @@ client_cmd() {
     lev-redis) CMDV=(lua5.4 "$here/bench.lua") ;;
     hiredis-sync) CMDV=("$out/hiredis_sync") ;;
     hiredis-async) CMDV=("$out/hiredis_async") ;;
+    ioredis|ioredis-auto|node-redis) CMDV=(node "$here/node/peer.js" "$1") ;;
   esac
+}
+is_node() { case $1 in ioredis|ioredis-auto|node-redis) return 0 ;; esac; return 1; }
+# The clients of a workload row that run in this invocation.
+row_clients() {
+  local c picked=()
+  for c in ${W_CLIENTS[$1]}; do
+    [ "$c" = lev-redis ] && [ "$peers_only" = 1 ] && continue
+    is_node "$c" && [ "$NODE" != 1 ] && continue
+    picked+=("$c")
+  done
+  echo "${picked[*]}"
 }
 
 # ---- redis-server ----------------------------------------------------------
@@ -187,7 +230,7 @@ fi
 # "LABEL ops=N secs=S cpu=C" goes to raw.txt. A client that fails (a wrong
 # reply included) stops the benchmark: a fast wrong answer must not win.
 measure() {
-  local rep=$1 client=$2 port=$PORT line label ops secs cpu; shift 2
+  local rep=$1 client=$2 port=$PORT line label ops secs cpu sys; shift 2
   if [ "$client" = lev-redis-tls ]; then
     client=lev-redis; port=$tls_port
     set -- "$@" --tls "$certs/ca.crt"
@@ -195,9 +238,9 @@ measure() {
   client_cmd "$client"
   line=$(limit "$TMO" "${CMDV[@]}" "$HOST" "$port" "$@") ||
     die "$client $* failed or timed out after $TMO s (see above)"
-  read -r label ops secs cpu <<<"$line"
-  ops=${ops#ops=}; secs=${secs#secs=}; cpu=${cpu#cpu=}
-  echo "$rep $client $label $ops $secs $cpu" >>"$out/raw.txt"
+  read -r label ops secs cpu sys _ <<<"$line"
+  ops=${ops#ops=}; secs=${secs#secs=}; cpu=${cpu#cpu=}; sys=${sys#sys=}
+  echo "$rep $client $label $ops $secs $cpu $sys" >>"$out/raw.txt"
   printf '  %-8s %-14s %12.0f ops/s  %6.2f CPU s/M ops\n' "$label" "$client" \
     "$(awk -v o="$ops" -v s="$secs" 'BEGIN { print o / s }')" \
     "$(awk -v o="$ops" -v c="$cpu" 'BEGIN { print c / o * 1e6 }')" >&2
@@ -231,32 +274,85 @@ rotate() { # REP client...
   for ((i = 0; i < n; i++)); do printf '%s ' "${a[$(((i + r) % n))]}"; done
 }
 
-ours=; [ "$peers_only" = 0 ] && ours=lev-redis
-for ((rep = 1; rep <= REPS; rep++)); do
-  say "repetition $rep/$REPS"
-  for c in $(rotate "$rep" $ours hiredis-sync hiredis-async); do
-    measure "$rep" "$c" w1 "$OPS_W1"; done
-  rb "$rep" W1 both -p "$PORT" -P 1 -n $((OPS_W1 / 2)) -d 16 -t set,get
-  for d in 100 1000; do
-    for c in $(rotate "$rep" $ours hiredis-sync); do
-      measure "$rep" "$c" w2 "$OPS_W2" "$d"; done
+# lat REP CLIENT DEPTH OPS: W3 with a latency histogram; the line (with
+# its hist=... field) goes to lat.txt.
+lat() {
+  local rep=$1 client=$2 depth=$3 ops=$4 line
+  client_cmd "$client"
+  line=$(limit "$TMO" "${CMDV[@]}" "$HOST" "$PORT" lat "$ops" "$depth") ||
+    die "$client lat $depth failed or timed out after $TMO s (see above)"
+  echo "$rep $client $line" >>"$out/lat.txt"
+  say "  $(printf '%-8s %-14s latency histogram of %s GETs' "W3/$depth" "$client" "$ops")"
+}
+
+# mem REP CLIENT KIND N: one memory run; "MEM KIND n=.. rss0=.. rss1=.."
+# goes to mem.txt. Our pool keeps at most REDIS_CLIENT_POOL_SIZE idle
+# connections per key: the run raises it above N.
+mem() {
+  local rep=$1 client=$2 kind=$3 n=$4 line
+  if [ "$client" = lev-redis ]; then
+    line=$(REDIS_CLIENT_POOL_SIZE=$((2 * n)) limit "$TMO" lua5.4 \
+      "$here/bench.lua" "$HOST" "$PORT" "mem-$kind" "$n") ||
+      die "lev-redis mem-$kind failed (see above)"
+  else
+    line=$(limit "$TMO" "$out/hiredis_mem" "$HOST" "$PORT" "$kind" "$n") ||
+      die "hiredis_mem $kind failed (see above)"
+  fi
+  echo "$rep $client $line" >>"$out/mem.txt"
+  say "  $(printf '%-8s %-14s %s' "mem" "$client" "${line#MEM }")"
+}
+
+# redis-benchmark's reference line for a workload row, where there is one.
+rb_row() { # REP LABEL
+  case $2 in
+    W1) rb "$1" W1 both -p "$PORT" -P 1 -n $((OPS_W1 / 2)) -d 16 -t set,get ;;
     # SET first so the GETs read a 16-byte value, whatever ran before.
-    rb "$rep" "W2/$d" GET -p "$PORT" -P "$d" -n $((OPS_W2 / 2)) -d 16 -t set,get
+    W2/*) rb "$1" "$2" GET -p "$PORT" -P "${2#W2/}" -n $((OPS_W2 / 2)) -d 16 -t set,get ;;
+    # -r 1 gives the key key:000000000000, apart from the 16-byte ones above.
+    W4) rb "$1" W4 GET -p "$PORT" -r 1 -n $((OPS_W4 / 2)) -d 102400 -t set,get ;;
+  esac
+}
+for i in "${!W_LABEL[@]}"; do
+  case ${W_LABEL[$i]} in
+    W1) OPS_W1=$(scaled "${W_OPS[$i]}") ;;
+    W2/100) OPS_W2=$(scaled "${W_OPS[$i]}") ;;
+    W4) OPS_W4=$(scaled "${W_OPS[$i]}") ;;
+  esac
+done
+
+# Our client first so an unloadable tree is noticed at once.
+ours=; [ "$peers_only" = 0 ] && ours=lev-redis
+# 1000 idle connections in one process need more than the usual 1024 fds.
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4096 ] || ulimit -n 4096
+for ((rep = 1; rep <= REPS; rep++)); do
+  say "repetition $rep/$REPS ($(( $(date +%s) - t_start )) s so far)"
+  for i in "${!W_LABEL[@]}"; do
+    label=${W_LABEL[$i]}
+    dargs=(); [ "${W_DEPTH[$i]}" = - ] || dargs=("${W_DEPTH[$i]}")
+    # shellcheck disable=SC2046
+    for c in $(rotate "$rep" $(row_clients "$i")); do
+      n=$(scaled "${W_OPS[$i]}")
+      is_node "$c" && n=$(awk -v n="$n" -v s="$NODE_SCALE" \
+        'BEGIN { v = int(n * s); if (v < 2) v = 2; print v }')
+      measure "$rep" "$c" "${W_WORK[$i]}" "$n" "${dargs[@]}"
+    done
+    rb_row "$rep" "$label"
   done
-  for d in 1 16 128; do
-    eval "n=\$OPS_W3_$d"
-    for c in $(rotate "$rep" $ours hiredis-async); do
-      measure "$rep" "$c" w3 "$n" "$d"; done
-  done
-  for c in $(rotate "$rep" $ours hiredis-sync hiredis-async); do
-    measure "$rep" "$c" w4 "$OPS_W4"; done
-  # -r 1 gives the key key:000000000000, apart from the 16-byte ones above.
-  rb "$rep" W4 GET -p "$PORT" -r 1 -n $((OPS_W4 / 2)) -d 102400 -t set,get
   if [ -n "$tls_port" ]; then
     measure "$rep" lev-redis-tls w1 "$OPS_W5"
     rb "$rep" W5 both -p "$tls_port" --tls --cacert "$certs/ca.crt" -P 1 \
       -n $((OPS_W5 / 2)) -d 16 -t set,get
   fi
+  for c in $(rotate "$rep" $ours hiredis-async); do
+    lat "$rep" "$c" 16 "$OPS_LAT_16"
+    lat "$rep" "$c" 128 "$OPS_LAT_128"
+  done
+  for c in $(rotate "$rep" $ours hiredis-mem); do
+    mem "$rep" "$c" idle "$MEM_IDLE"
+    mem "$rep" "$c" park "$MEM_PARK"
+    # The same commands as one pipeline of one task (no hiredis analogue).
+    [ "$c" = lev-redis ] && mem "$rep" "$c" pipe "$MEM_PARK"
+  done
 done
 
 # ---- callgrind ---------------------------------------------------------------
@@ -281,9 +377,15 @@ cg_pair() { # CLIENT LABEL "N1 N2" WORK [DEPTH]
 if [ "$CALLGRIND" = 1 ]; then
   say "callgrind (instructions per op)"
   rm -rf "$out/cg"; mkdir -p "$out/cg"
-  for c in $ours hiredis-sync hiredis-async; do cg_pair "$c" W1 "$CG_W1" w1; done
-  for c in $ours hiredis-sync; do cg_pair "$c" W2/100 "$CG_W2" w2 100; done
-  for c in $ours hiredis-async; do cg_pair "$c" W3/128 "$CG_W3" w3 128; done
+  for i in "${!W_LABEL[@]}"; do
+    [ "${W_CG[$i]}" = - ] && continue
+    dargs=(); [ "${W_DEPTH[$i]}" = - ] || dargs=("${W_DEPTH[$i]}")
+    for c in $(row_clients "$i"); do
+      # V8's JIT makes a Node process's instruction count meaningless here.
+      is_node "$c" && continue
+      cg_pair "$c" "${W_LABEL[$i]}" "${W_CG[$i]/:/ }" "${W_WORK[$i]}" "${dargs[@]}"
+    done
+  done
 fi
 
 # ---- report --------------------------------------------------------------------
@@ -294,9 +396,16 @@ t_end=$(date +%s)
   if [ "$NOPIN" = 1 ]; then echo "pinning: none (BENCH_NOPIN=1)"
   else echo "pinning: server, client and redis-benchmark all on CPU $CPU (taskset)"; fi
   echo "versions: redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), hiredis $(dpkg-query -W -f '${Version}' libhiredis-dev 2>/dev/null || echo '?'), libuv $(pkg-config --modversion libuv), $(lua5.4 -v 2>&1 | awk '{ print $1, $2 }')"
-  echo "op counts per measurement: W1 $OPS_W1, W2 $OPS_W2, W3 $OPS_W3_1/$OPS_W3_16/$OPS_W3_128, W4 $OPS_W4$([ -n "$tls_port" ] && echo ", W5 $OPS_W5")"
-  [ "$CALLGRIND" = 1 ] &&
-    echo "callgrind runs: W1 ${CG_W1/ / vs }, W2/100 ${CG_W2/ / vs }, W3/128 ${CG_W3/ / vs } ops"
+  ocs=; cgs=
+  for i in "${!W_LABEL[@]}"; do
+    ocs="$ocs${ocs:+, }${W_LABEL[$i]} $(scaled "${W_OPS[$i]}")"
+    [ "${W_CG[$i]}" = - ] || cgs="$cgs${cgs:+, }${W_LABEL[$i]} ${W_CG[$i]/:/ vs }"
+  done
+  echo "op counts per measurement: $ocs$([ -n "$tls_port" ] && echo ", W5 $OPS_W5")$([ "$NODE" = 1 ] && echo "; Node peers x $NODE_SCALE")"
+  echo "latency runs: W3/16 $OPS_LAT_16 and W3/128 $OPS_LAT_128 GETs; memory runs: $MEM_IDLE idle connections, $MEM_PARK parked commands"
+  [ "$CALLGRIND" = 1 ] && echo "callgrind runs: $cgs ops"
+  [ "$NODE" = 1 ] && echo "node: $node_ver, ioredis $(cd "$here/node" && node -p 'require("ioredis/package.json").version'), node-redis $(cd "$here/node" && node -p 'require("redis/package.json").version')"
+  [ "$NODE" = 1 ] || echo "**Node peers not measured (BENCH_NODE=0)**"
   [ "$peers_only" = 1 ] && echo "**peers only: lev-redis was not measured**"
   echo "redis-benchmark (-c 1) is the server's reference: it is itself a client, so at one request in flight a lean client can beat it"
 } >"$out/meta.txt"
@@ -304,8 +413,8 @@ t_end=$(date +%s)
 lua5.4 "$here/report.lua" "$out"
 
 if [ "$have_gp" = 1 ]; then
-  title="lev-redis vs hiredis $(dpkg-query -W -f '${Version}' libhiredis-dev 2>/dev/null), one connection, pinned to one CPU"
-  [ "$NOPIN" = 1 ] && title="lev-redis vs hiredis, one connection, unpinned"
+  title="lev-redis vs hiredis, ioredis and node-redis: one connection each, server and client pinned to one CPU"
+  [ "$NOPIN" = 1 ] && title="lev-redis vs hiredis, ioredis and node-redis: one connection each, unpinned"
   gnuplot -e "dat='$out/chart.dat'; out='$out/chart.png'; ours=$((1 - peers_only)); title='$title'" \
     "$here/chart.gp"
 fi

@@ -2,7 +2,8 @@
 #   make example   install what is missing, build, install the rock locally,
 #                  run the quick-start against Redis on :6379 or the mock
 #   make test      install what is missing, build, run every test suite
-#   make bench     the benchmark against hiredis and the Node clients (bench/)
+#   make bench     the benchmark against hiredis and the Node clients (bench/),
+#                  then W6 pub/sub, W7 cluster, W8 caching (bench/round2.sh)
 #   make bench-quick  callgrind instructions per op of the hot path, as
 #                  deltas against bench/baseline.txt (about a minute)
 #   make fuzz      libFuzzer targets for FUZZ_SECONDS each (default 60)
@@ -65,6 +66,7 @@ test: build build-asan
 
 bench: bench-deps build
 	@bench/run.sh $(BUILD)
+	@bench/round2.sh $(BUILD)
 
 bench-quick: bench-deps build
 	@bench/quick.sh $(BUILD)

@@ -22,7 +22,7 @@
 
 typedef struct sub_state {
   long warm, n, seen;
-  double t0, c0;
+  double t0, c0, s0;
 } sub_state;
 
 static void on_message(redisAsyncContext *ac, void *reply, void *priv) {
@@ -43,16 +43,18 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv) {
   if (++s->seen == s->warm) {
     s->t0 = bench_wall();
     s->c0 = bench_cpu();
+    s->s0 = bench_sys();
   }
   if (s->seen == s->warm + s->n) {
-    bench_report("W6", s->n, bench_wall() - s->t0, bench_cpu() - s->c0);
+    bench_report("W6", s->n, bench_wall() - s->t0, bench_cpu() - s->c0,
+                 bench_sys() - s->s0);
     redisAsyncDisconnect(ac);
   }
 }
 
 static int run_sub(const char *host, int port, long warm, long n) {
   uv_loop_t *loop = uv_default_loop();
-  sub_state s = { warm, n, 0, 0, 0 };
+  sub_state s = { warm, n, 0, 0, 0, 0 };
   redisAsyncContext *ac = redisAsyncConnect(host, port);
   if (ac == NULL || ac->err)
     bench_die("connect: %s", ac ? ac->errstr : "out of memory");

@@ -63,7 +63,8 @@ dat=$out/chart-round2.dat
 } >"$dat"
 if command -v gnuplot >/dev/null && [ "$(grep -vc '^#' "$dat")" -gt 0 ]; then
   gnuplot <<EOF
-set terminal pngcairo size 800,420 font ",10"
+set terminal pngcairo size 800,460 font ",10"
+set bmargin 5
 set output "$out/chart-round2.png"
 set title "Round 2: ours / reference in the same run (1.0 = equal)"
 set style data histograms

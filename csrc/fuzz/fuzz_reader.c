@@ -82,12 +82,11 @@ static size_t walk(const resp_reply *rep, size_t i, uint64_t *h, int depth,
       ENSURE(nd->fmt[3] == '\0');
       mix(h, nd->fmt, 3);
     }
-    /* Inline request words are bounded by the line limit; a status, an
-     * error or a big number by the bulk cap (never below the line's). */
-    if (req)
-      ENSURE((size_t)nd->len <= lim->max_line);
-    else if (nd->type == RESP_SIMPLE || nd->type == RESP_ERROR ||
-             nd->type == RESP_BIGNUM)
+    /* A request word is an inline word (bounded by the line limit) or a
+     * bulk argument (bounded by the bulk cap); a status, an error or a big
+     * number by the bulk cap (never below the line's). */
+    if (req || nd->type == RESP_SIMPLE || nd->type == RESP_ERROR ||
+        nd->type == RESP_BIGNUM)
       ENSURE((size_t)nd->len <= lim->max_line ||
              nd->len <= lim->max_bulk);
     else

@@ -96,6 +96,10 @@ local function entry(self, host, port)
   conf.cluster, conf.host, conf.port = nil, host, port
   local sub, err, cat = self._subscriber.new(conf)
   if not sub then return nil, "node " .. addr .. ": " .. tostring(err), cat end
+  if self._closed then -- closed while this one was connecting
+    sub:close()
+    return nil, "closed", "closed"
+  end
   e = { sub = sub, addr = addr, handles = {} }
   for _, h in ipairs(self._handlers) do
     h.per[e] = sub:on(h.event, h.fn)
@@ -135,7 +139,10 @@ local function place(self, slot, names, fresh)
         ok, err, cat = e.sub:ssubscribe(table.unpack(names))
         if ok then
           for _, name in ipairs(names) do
-            if self._want[name] then
+            if not self._want[name] then
+              -- sunsubscribe()d while this was on its way
+              e.sub:sunsubscribe(name)
+            else
               local old = self._where[name]
               self._where[name] = e
               if old and old ~= e and not old.dropped
@@ -204,7 +211,9 @@ local function follow(self)
         lost = true -- reconnecting: maybe the node is gone for good
       end
     end
-    if not self._where[name] then todo[#todo + 1] = name end
+    if not self._where[name] and not self._pending[name] then
+      todo[#todo + 1] = name
+    end
   end
   if lost and #todo == 0 then
     -- a node is away: if the map now names another owner, move there
@@ -270,6 +279,7 @@ function M.new(conf, subscriber)
   local self = setmetatable({
     cfg = cl.cfg, _cl = cl, _conf = conf, _subscriber = subscriber,
     _subs = {}, _want = {}, _where = {}, _handlers = {},
+    _pending = {}, -- names an ssubscribe() call is placing
     _q = {}, _qh = 0, _qt = 0,
   }, CSub)
   -- the main subscriber (subscribe, psubscribe) on a master; opening it
@@ -309,16 +319,19 @@ function CSub:ssubscribe(...)
     local name = tostring((select(i, ...)))
     names[i] = name
     self._want[name] = cluster.keyslot(name)
+    self._pending[name] = true
   end
+  local ok, err, cat = true, nil, nil
   for slot, group in pairs(by_slot(names)) do
-    local ok, err, cat = place(self, slot, group)
-    if not ok then
-      for _, name in ipairs(group) do
-        if not self._where[name] then self._want[name] = nil end
-      end
-      return nil, err, cat
-    end
+    ok, err, cat = place(self, slot, group)
+    if not ok then break end
   end
+  for _, name in ipairs(names) do
+    self._pending[name] = nil
+    -- a failed call leaves the names it did not place unwanted
+    if not ok and not self._where[name] then self._want[name] = nil end
+  end
+  if not ok then return nil, err, cat end
   return true
 end
 

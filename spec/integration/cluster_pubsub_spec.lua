@@ -300,6 +300,8 @@ describe("redis.subscriber with cluster", function()
       assert.is_true(sub:ssubscribe(ch))
       assert.equal(1, cl:cmd("SPUBLISH", ch, "before"))
       assert.equal("before", next_msg(sub, "the first smessage").payload)
+      -- a second subscriber whose map goes stale: it has nothing to follow
+      local stale = new_sub()
       move_slot(slot, src, dst)
       -- the old owner dropped the channel (an sunsubscribe push); the
       -- subscriber subscribes again on the new one
@@ -311,6 +313,21 @@ describe("redis.subscriber with cluster", function()
       assert.same({ kind = "smessage", channel = ch, payload = "after" },
         next_msg(sub, "the smessage after the move"))
       assert.same({ ch }, sub:subscriptions().shard_channels)
+      -- SSUBSCRIBE on the old owner answers MOVED: the map is reloaded
+      -- and the channel subscribed on the new owner
+      local ch2 = "moving2:{m1}"
+      local function moved_count()
+        local text = assert(on(src, "INFO", "errorstats"))
+        return tonumber(text:match("errorstat_MOVED:count=(%d+)") or "0")
+      end
+      local moved_before = moved_count()
+      assert.is_true(stale:ssubscribe(ch2))
+      assert.is_true(moved_count() > moved_before)
+      assert.equal(1, shardnumsub(dst, ch2))
+      assert.equal(0, shardnumsub(src, ch2))
+      assert.equal(1, cl:cmd("SPUBLISH", ch2, "via moved"))
+      assert.equal("via moved", next_msg(stale, "ch2's smessage").payload)
+      stale:close()
       -- and back, so the map is as it was
       move_slot(slot, dst, src)
       wait_for(10, "the channel back on its owner", function()

@@ -237,14 +237,18 @@ local function follow(self)
     place(self, slot, names, fresh)
     fresh = false
   end
-  -- a node subscriber left with nothing to do is closed
+  -- a node subscriber no channel is placed on is closed, even one still
+  -- reconnecting with names it had (restored on a node that came back as
+  -- a replica, they would deliver every message twice); not while an
+  -- ssubscribe() call may be placing names on it
+  if next(self._pending) then return end
   for addr, e in pairs(self._subs) do
     if e ~= self._main and not e.dropped then
       local used = false
       for _, w in pairs(self._where) do
         if w == e then used = true; break end
       end
-      if not used and #e.sub:subscriptions().shard_channels == 0 then
+      if not used then
         e.dropped = true
         self._subs[addr] = nil
         e.sub:close()

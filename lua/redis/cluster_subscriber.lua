@@ -109,6 +109,19 @@ local function entry(self, host, port)
   return e
 end
 
+-- Closes a node subscriber that is no longer used, without the program's
+-- handlers: its `end` is not the end of the cluster subscriber.
+local function drop(self, e)
+  e.dropped = true
+  for _, h in ipairs(self._handlers) do
+    if h.per[e] then
+      e.sub:off(h.per[e])
+      h.per[e] = nil
+    end
+  end
+  e.sub:close()
+end
+
 -- ---- shard channels: placement and following ---------------------------
 
 local function is_redirect(err)
@@ -249,9 +262,8 @@ local function follow(self)
         if w == e then used = true; break end
       end
       if not used then
-        e.dropped = true
         self._subs[addr] = nil
-        e.sub:close()
+        drop(self, e)
       end
     end
   end
@@ -455,10 +467,12 @@ end
 function CSub:close()
   if self._closed then return true end
   self._closed = true
+  -- one `end` event: the main node's
   for _, e in pairs(self._subs) do
-    e.dropped = true
-    e.sub:close()
+    if e ~= self._main then drop(self, e) end
   end
+  self._main.dropped = true
+  self._main.sub:close()
   self._cl:close()
   return true
 end

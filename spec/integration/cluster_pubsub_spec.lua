@@ -408,6 +408,8 @@ describe("redis.subscriber with cluster", function()
       local sub = new_sub()
       local events = {}
       sub:on("disconnect", function() events.disconnect = true end)
+      local ends = 0
+      sub:on("end", function() ends = ends + 1 end)
       local cl = new_cluster()
       local ch = "killed:{k1}"
       local slot = cluster.keyslot(ch)
@@ -447,7 +449,12 @@ describe("redis.subscriber with cluster", function()
       assert.same({ kind = "message", channel = "marker", payload = "end" },
         next_msg(sub, "the marker after it"))
       cl:close()
+      -- the node connection given up on the way closed without an `end`
+      -- event; close() fires one (emitted before it returns)
+      assert.equal(0, ends)
       sub:close()
+      wait_for(5, "the end event", function() return ends > 0 end)
+      assert.equal(1, ends)
     end)
     if not ok and killed then
       -- restore for whatever runs next

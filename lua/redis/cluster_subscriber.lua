@@ -284,6 +284,12 @@ function M.new(conf, subscriber)
   if type(cc) ~= "table" then
     return invalid("cluster must be a table with nodes")
   end
+  for k in pairs(cc) do
+    if k ~= "nodes" and k ~= "max_redirects" then
+      return invalid("cluster takes nodes and max_redirects; "
+        .. tostring(k) .. " goes at the top level of the config")
+    end
+  end
   if conf.host ~= nil or conf.port ~= nil then
     return invalid("cluster and host/port cannot be used together (the "
       .. "cluster's nodes name the servers)")
@@ -293,7 +299,7 @@ function M.new(conf, subscriber)
   local cl, err, cat = cluster.new(ccfg)
   if not cl then return nil, err, cat end
   local self = setmetatable({
-    cfg = cl.cfg, _cl = cl, _conf = conf, _subscriber = subscriber,
+    _cl = cl, _conf = conf, _subscriber = subscriber,
     _subs = {}, _want = {}, _where = {}, _handlers = {},
     _pending = {}, -- names an ssubscribe() call is placing
     _q = {}, _qh = 0, _qt = 0,
@@ -310,6 +316,11 @@ function M.new(conf, subscriber)
   end
   self._main = e
   self._max = e.sub.cfg.max_queue
+  -- cfg: the cluster's normalized config, with the subscriber's fields
+  local cfg = {}
+  for k, v in pairs(cl.cfg) do cfg[k] = v end
+  cfg.max_queue, cfg.reconnect = self._max, e.sub.cfg.reconnect
+  self.cfg = cfg
   self.protocol = e.sub.protocol
   self._watcher = lev._daemon(watcher, self)
   return self

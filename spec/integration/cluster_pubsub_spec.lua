@@ -162,6 +162,10 @@ describe("redis.subscriber with cluster", function()
       s, err = redis.subscriber{ cluster = "127.0.0.1:1" }
       assert.is_nil(s)
       assert.equal("invalid config: cluster must be a table with nodes", err)
+      s, err = redis.subscriber{ cluster = { nodes = SEEDS, auth = AUTH } }
+      assert.is_nil(s)
+      assert.equal("invalid config: cluster takes nodes and max_redirects; "
+        .. "auth goes at the top level of the config", err)
       s, err = redis.subscriber{ cluster = { nodes = SEEDS }, auth = AUTH,
         max_queue = 0 }
       assert.is_nil(s)
@@ -174,6 +178,9 @@ describe("redis.subscriber with cluster", function()
     lev.run(function()
       local sub = new_sub()
       local cl = new_cluster()
+      assert.equal(10000, sub.cfg.max_queue)
+      assert.same({ "127.0.0.1:" .. PORTS[1], "127.0.0.1:" .. PORTS[2] },
+        sub.cfg.nodes)
       local per = channel_per_master("route:")
       local names = {}
       for _, ch in pairs(per) do names[#names + 1] = ch end

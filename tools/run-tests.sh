@@ -117,11 +117,11 @@ fi
 
 # 3. busted specs: unit (mock server) and integration (real servers).
 run_busted "specs unit" "LEVR_BUILD=$BUILD" -- spec/unit
-run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- --exclude-pattern=cluster_spec spec/integration
+run_busted "specs integration" "LEVR_BUILD=$BUILD" "${INT_ENV[@]}" -- --exclude-pattern=cluster_ spec/integration
 # The soak's counts (ops, faults injected, failures reported, mismatches).
 grep -A6 '^soak:' "$WORK/specs integration.log" | sed 's/^/   /'
 run_busted "specs unit (asan+ubsan)" "${ASAN_ENV[@]}" -- spec/unit
-run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- --exclude-pattern=cluster_spec spec/integration
+run_busted "specs integration (asan+ubsan)" "${ASAN_ENV[@]}" "${INT_ENV[@]}" -- --exclude-pattern=cluster_ spec/integration
 
 # 3b. Chaos (issue 12): random commands, pipelines, read(), abandonment,
 # closes from finalizers and <close> handlers and a hostile server, every
@@ -174,8 +174,10 @@ for b in normal asan; do
     CL_ENV=("LEVR_CLUSTER_DIR=$cdir" "LEVR_CLUSTER_PORTS=$cports")
     if [ $b = normal ]; then
       run_busted "specs cluster" "LEVR_BUILD=$BUILD" "${CL_ENV[@]}" -- spec/integration/cluster_spec.lua
+      run_busted "specs cluster pubsub" "LEVR_BUILD=$BUILD" "${CL_ENV[@]}" -- spec/integration/cluster_pubsub_spec.lua
     else
       run_busted "specs cluster (asan+ubsan)" "${ASAN_ENV[@]}" "${CL_ENV[@]}" -- spec/integration/cluster_spec.lua
+      run_busted "specs cluster pubsub (asan+ubsan)" "${ASAN_ENV[@]}" "${CL_ENV[@]}" -- spec/integration/cluster_pubsub_spec.lua
       if REDIS_CLUSTER="127.0.0.1:${cports%% *}" REDIS_USER=alice REDIS_PASS=s3cret \
            LEVR_BUILD=$BUILD timeout 60 lua5.4 tools/run-lua.lua examples/cluster.lua \
            >"$WORK/ex-cluster.log" 2>&1; then

@@ -41,6 +41,10 @@ end
 
 -- redis.subscriber(config) -> subscriber | nil, err
 function M.new(conf)
+  -- the cluster form (contract section 15): lua/redis/cluster_subscriber.lua
+  if type(conf) == "table" and conf.cluster ~= nil then
+    return require("redis.cluster_subscriber").new(conf, M)
+  end
   local cfg, err = config.normalize(conf)
   if not cfg then return nil, err, "config" end
   local mq = type(conf) == "table" and conf.max_queue or nil

@@ -9,24 +9,8 @@ local lev = require("lev")
 local redis = require("redis")
 local cluster = require("redis.cluster")
 
-local function need(name)
-  local v = os.getenv(name)
-  if v == nil or v == "" then
-    error("cluster pub/sub specs: " .. name .. " is not set; start a cluster "
-      .. "with tools/redis-cluster.sh start DIR and pass LEVR_CLUSTER_DIR=DIR "
-      .. "LEVR_CLUSTER_PORTS=\"$(cat DIR/ports)\"", 0)
-  end
-  return v
-end
-
-local DIR = need("LEVR_CLUSTER_DIR")
-local PORTS = {}
-for p in need("LEVR_CLUSTER_PORTS"):gmatch("%d+") do
-  PORTS[#PORTS + 1] = math.tointeger(tonumber(p))
-end
-assert(#PORTS == 6, "LEVR_CLUSTER_PORTS must name six ports")
-local AUTH = { user = "alice", pass = "s3cret" }
-local SEEDS = { "127.0.0.1:" .. PORTS[1], "127.0.0.1:" .. PORTS[2] }
+local ch = require("cluster_helper")
+local DIR, PORTS, AUTH, SEEDS = ch.DIR, ch.PORTS, ch.AUTH, ch.SEEDS
 
 local function new_sub(extra)
   local conf = { cluster = { nodes = SEEDS }, auth = AUTH, timeout = 5 }
@@ -38,14 +22,7 @@ local function new_cluster()
   return assert(redis.cluster{ nodes = SEEDS, auth = AUTH, timeout = 5 })
 end
 
--- One-off command to one node.
-local function on(port, ...)
-  local c = assert(redis.connect{ host = "127.0.0.1", port = port,
-    auth = AUTH, timeout = 5 })
-  local r, err = c:cmd(...)
-  c:close(true)
-  return r, err
-end
+local on = ch.on
 
 -- Polls cond() every 50 ms for at most secs seconds.
 local function wait_for(secs, what, cond)

@@ -57,7 +57,10 @@ run_busted() { # name [env...] -- busted args
   ok=$(grep -c '^ok ' "$log")
   nok=$(grep -c '^not ok ' "$log")
   if [ "$nok" -gt 0 ] || [ "$rc" -ne 0 ]; then
-    grep -v '^ok ' "$log" | head -150
+    # The failures first (busted's TAP lists every test name as a comment,
+    # which would push them out of view), then the rest of what is not ok.
+    grep -A25 '^not ok ' "$log" | head -200
+    grep -v '^ok \|^# spec/' "$log" | head -60
     [ "$nok" -eq 0 ] && nok=1
   fi
   if grep -q "ERROR: AddressSanitizer\|runtime error:" "$log"; then

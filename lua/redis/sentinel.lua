@@ -190,7 +190,10 @@ local function round(redis, scfg, connect, deadline, per, tried)
         end
       end
     end
-    tried[#tried + 1] = where .. " " .. tostring(err)
+    -- One text per sentinel, the latest; but a timeout that only the end
+    -- of connect_timeout caused does not hide what it said before.
+    if not tried[where] then tried[#tried + 1] = where end
+    if err ~= "timeout" or not tried[where] then tried[where] = tostring(err) end
   end
   return nil
 end
@@ -210,11 +213,8 @@ function M.discover(redis, scfg, connect)
     local left = deadline - lev.now()
     if left > 0 then lev.sleep(math.min(ROUND_PAUSE, left)) end
   until lev.now() >= deadline
-  -- The last round's texts are the freshest; earlier rounds said the same.
   local last = {}
-  for i = math.max(1, #tried - #scfg.sentinels + 1), #tried do
-    last[#last + 1] = tried[i]
-  end
+  for i, where in ipairs(tried) do last[i] = where .. " " .. tried[where] end
   return nil, string.format('sentinel: no %s for "%s" (tried %s)',
     scfg.role, scfg.master, table.concat(last, "; "))
 end

@@ -350,21 +350,7 @@ return function(E)
       return h.fields[math.random(#h.fields)]
     end
     if not h or count == 0 then return {} end
-    local picked = {}
-    local n = #h.fields
-    if count < 0 then
-      for i = 1, -count do picked[i] = h.fields[math.random(n)] end
-    elseif count >= n then
-      for i, f in ipairs(h.fields) do picked[i] = f end
-    else
-      local copy = {}
-      for i, f in ipairs(h.fields) do copy[i] = f end
-      for i = 1, count do
-        local j = math.random(i, n)
-        copy[i], copy[j] = copy[j], copy[i]
-        picked[i] = copy[i]
-      end
-    end
+    local picked = util.random_pick(h.fields, count)
     local out = {}
     for _, f in ipairs(picked) do
       if withvalues then

@@ -614,21 +614,7 @@ return function(E)
       return z.sorted[math.random(#z.sorted)]
     end
     if not z or count == 0 then return {} end
-    local n = #z.sorted
-    local picked = {}
-    if count < 0 then
-      for i = 1, -count do picked[i] = z.sorted[math.random(n)] end
-    elseif count >= n then
-      for i, m in ipairs(z.sorted) do picked[i] = m end
-    else
-      local copy = {}
-      for i, m in ipairs(z.sorted) do copy[i] = m end
-      for i = 1, count do
-        local j = math.random(i, n)
-        copy[i], copy[j] = copy[j], copy[i]
-        picked[i] = copy[i]
-      end
-    end
+    local picked = util.random_pick(z.sorted, count)
     local out = {}
     for _, m in ipairs(picked) do
       if withscores then

@@ -145,6 +145,26 @@ end
 -- from `date +%s%N` once per process, bracketed by two monotonic readings;
 -- where that fails, os.time() steps correct the estimate as they are seen
 -- (a step is the exact start of a second).
+-- HRANDFIELD/ZRANDMEMBER's count rule: count < 0 picks -count times with
+-- repeats; count >= #list gives the whole list; else count distinct ones.
+function M.random_pick(list, count)
+  local picked, n = {}, #list
+  if count < 0 then
+    for i = 1, -count do picked[i] = list[math.random(n)] end
+  elseif count >= n then
+    for i, v in ipairs(list) do picked[i] = v end
+  else
+    local copy = {}
+    for i, v in ipairs(list) do copy[i] = v end
+    for i = 1, count do
+      local j = math.random(i, n)
+      copy[i], copy[j] = copy[j], copy[i]
+      picked[i] = copy[i]
+    end
+  end
+  return picked
+end
+
 local calibrated = setmetatable({}, { __mode = "k" })   -- mono -> { wall, mono }
 function M.wall_clock(mono)
   local cal = calibrated[mono]

@@ -954,7 +954,7 @@ describe("redis.cluster", function()
       end
       if stopped then
         lev.run(function()
-          wait_for(20, "the cluster with six nodes again", function()
+          wait_for(60, "the cluster with six nodes again", function()
             if not cluster_ok() then return false end
             local r = on(killed, "ROLE")
             local s = on(stopped, "ROLE")

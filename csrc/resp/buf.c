@@ -1,7 +1,9 @@
 /* buf: a growable byte buffer (see buf.h for the contract). */
 #include "buf.h"
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,4 +144,32 @@ size_t buf_fmt_int(char *out, int64_t v) {
   if (v < 0)
     *--p = '-';
   return n;
+}
+
+void text_set(char **text, size_t max, const char *fmt, ...) {
+  va_list ap;
+  char *t = NULL;
+  int n;
+
+  /* The arguments may point into *text: it is freed last. */
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && max > 0) {
+    if ((size_t)n >= max)
+      n = (int)(max - 1);
+    t = (char *)malloc((size_t)n + 1);
+    if (t != NULL) {
+      va_start(ap, fmt);
+      vsnprintf(t, (size_t)n + 1, fmt, ap);
+      va_end(ap);
+    }
+  }
+  free(*text);
+  *text = t;
+}
+
+void text_clear(char **text) {
+  free(*text);
+  *text = NULL;
 }

@@ -37,4 +37,17 @@ void buf_reset(buf *b, size_t keep_cap);
  * length. No NUL is written. */
 size_t buf_fmt_int(char *out, int64_t v);
 
+/* Error texts live on the heap, made when an error happens, so an object
+ * that never fails carries a pointer instead of a text buffer. Replaces
+ * *text with the formatted string, cut to at most max - 1 bytes; NULL when
+ * memory is short (readers then show a generic text). */
+#if defined(__GNUC__)
+void text_set(char **text, size_t max, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#else
+void text_set(char **text, size_t max, const char *fmt, ...);
+#endif
+/* Frees *text and sets it to NULL. */
+void text_clear(char **text);
+
 #endif

@@ -107,6 +107,18 @@ typedef struct resp_limits {
 
 typedef struct resp_frame resp_frame;
 
+/* Scratch memory many readers take turns with (resp_reader_borrow): one
+ * read buffer and one node array for all the connections of a thread, so
+ * an idle connection holds none. Zero-initialise; free with
+ * resp_scratch_free. */
+typedef struct resp_scratch {
+  char *buf;
+  size_t cap;
+  resp_node *nodes;
+  size_t capnodes;
+  int lent;               /* a reader has it now */
+} resp_scratch;
+
 typedef struct resp_reader {
   /* private */
   char *buf;              /* input bytes */
@@ -123,8 +135,14 @@ typedef struct resp_reader {
   int flags;
   int err;                /* 0 or the sticky error code */
   size_t str_line;        /* longest status/error/big number line */
-  char errmsg[128];
+  char *errmsg;           /* the sticky error's text (heap), or NULL */
   resp_limits lim;
+  /* While borrowing: the scratch, and the reader's own arrays set aside. */
+  resp_scratch *lender;
+  char *own_buf;
+  size_t own_cap;
+  resp_node *own_nodes;
+  size_t own_capnodes;
 } resp_reader;
 
 void resp_limits_default(resp_limits *lim);
@@ -154,6 +172,21 @@ size_t resp_reader_pending(const resp_reader *r);
 size_t resp_reader_want(const resp_reader *r);
 /* Releases the buffer when it holds no bytes and is larger than keep. */
 void resp_reader_shrink(resp_reader *r, size_t keep);
+
+/* True when no reply is half received: nothing to keep between reads. */
+int resp_reader_idle(const resp_reader *r);
+/* Borrowing: an idle reader (resp_reader_idle) takes s's buffer and node
+ * array in place of its own until resp_reader_return, which gives them
+ * back and moves what is left (the bytes and nodes of a reply still
+ * arriving, or replies not yet asked for) into the reader's own memory.
+ * Replies taken with resp_reader_next in between stay valid until the
+ * return. Returns 0, or -1 when s is lent already or r is not idle (r is
+ * then unchanged). */
+int resp_reader_borrow(resp_reader *r, resp_scratch *s);
+/* 0, or RESP_ENOMEM: what was left is then dropped and the reader is
+ * reset (the caller fails its connection). No-op when not borrowing. */
+int resp_reader_return(resp_reader *r);
+void resp_scratch_free(resp_scratch *s);
 
 /* Encoder. Each returns 0 or BUF_ENOMEM (the buf is then unchanged). */
 int resp_encode_command(buf *b, int argc, const char *const *argv,

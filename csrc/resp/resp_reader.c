@@ -58,14 +58,13 @@ static int fail(resp_reader *r, const char *fmt, ...)
 
 /* Records a protocol error. It stays until resp_reader_reset. */
 static int fail(resp_reader *r, const char *fmt, ...) {
-  static const char prefix[] = "protocol error: ";
+  char detail[112];
   va_list ap;
 
-  memcpy(r->errmsg, prefix, sizeof prefix);
   va_start(ap, fmt);
-  vsnprintf(r->errmsg + sizeof prefix - 1, sizeof r->errmsg - sizeof prefix + 1,
-            fmt, ap);
+  vsnprintf(detail, sizeof detail, fmt, ap);
   va_end(ap);
+  text_set(&r->errmsg, 128, "protocol error: %s", detail);
   r->err = RESP_EPROTO;
   return RESP_EPROTO;
 }
@@ -109,9 +108,12 @@ void resp_reader_init(resp_reader *r, const resp_limits *lim, int flags) {
 }
 
 void resp_reader_free(resp_reader *r) {
+  if (r->lender)
+    resp_reader_return(r); /* the scratch's arrays are not ours to free */
   free(r->buf);
   free(r->nodes);
   free(r->stack);
+  text_clear(&r->errmsg);
   r->buf = NULL;
   r->nodes = NULL;
   r->stack = NULL;
@@ -127,7 +129,7 @@ void resp_reader_reset(resp_reader *r) {
   r->depth = 0;
   r->pending_bulk = 0;
   r->err = 0;
-  r->errmsg[0] = '\0';
+  text_clear(&r->errmsg);
 }
 
 /* True when no reply is half built: the buffer may then be rewound. */
@@ -263,14 +265,108 @@ int resp_reader_feed(resp_reader *r, const void *data, size_t n) {
   return 0;
 }
 
-const char *resp_reader_error(const resp_reader *r) { return r->errmsg; }
+const char *resp_reader_error(const resp_reader *r) {
+  if (r->errmsg)
+    return r->errmsg;
+  return r->err ? "protocol error" : "";
+}
 
 size_t resp_reader_pending(const resp_reader *r) { return r->len - r->start; }
+
+int resp_reader_idle(const resp_reader *r) { return reader_idle(r); }
+
+int resp_reader_borrow(resp_reader *r, resp_scratch *s) {
+  if (s->lent || r->lender || !reader_idle(r))
+    return -1;
+  s->lent = 1;
+  r->lender = s;
+  r->own_buf = r->buf;
+  r->own_cap = r->cap;
+  r->own_nodes = r->nodes;
+  r->own_capnodes = r->capnodes;
+  r->buf = s->buf;
+  r->cap = s->cap;
+  r->nodes = s->nodes;
+  r->capnodes = s->capnodes;
+  r->len = r->start = r->pos = r->scan = 0;
+  return 0;
+}
+
+int resp_reader_return(resp_reader *r) {
+  resp_scratch *s = r->lender;
+  char *sbuf = r->buf;
+  resp_node *snodes = r->nodes;
+  size_t live = r->len - r->start, nn = r->nnodes;
+  int rc = 0;
+
+  if (s == NULL)
+    return 0;
+  /* The scratch may have grown while lent: it gets the arrays back as
+   * they are now. */
+  s->buf = sbuf;
+  s->cap = r->cap;
+  s->nodes = snodes;
+  s->capnodes = r->capnodes;
+  s->lent = 0;
+  r->lender = NULL;
+  r->buf = r->own_buf;
+  r->cap = r->own_cap;
+  r->nodes = r->own_nodes;
+  r->capnodes = r->own_capnodes;
+  r->own_buf = NULL;
+  r->own_nodes = NULL;
+  if (live > r->cap) {
+    size_t cap = live < READER_MIN_CAP ? READER_MIN_CAP : live;
+    char *p = malloc(cap);
+    if (p == NULL)
+      rc = RESP_ENOMEM;
+    else {
+      free(r->buf);
+      r->buf = p;
+      r->cap = cap;
+    }
+  }
+  if (rc == 0 && nn > r->capnodes) {
+    size_t cap = nn < NODES_MIN_CAP ? NODES_MIN_CAP : nn;
+    resp_node *p = malloc(cap * sizeof(resp_node));
+    if (p == NULL)
+      rc = RESP_ENOMEM;
+    else {
+      free(r->nodes);
+      r->nodes = p;
+      r->capnodes = cap;
+    }
+  }
+  if (rc != 0) {
+    resp_reader_reset(r);
+    return rc;
+  }
+  /* Node offsets are relative to start: rebasing the bytes to the front
+   * keeps them valid. */
+  if (live > 0)
+    memcpy(r->buf, sbuf + r->start, live);
+  if (nn > 0)
+    memcpy(r->nodes, snodes, nn * sizeof(resp_node));
+  r->pos -= r->start;
+  r->scan = r->scan > r->start ? r->scan - r->start : 0;
+  r->len = live;
+  r->start = 0;
+  return 0;
+}
+
+void resp_scratch_free(resp_scratch *s) {
+  free(s->buf);
+  free(s->nodes);
+  s->buf = NULL;
+  s->nodes = NULL;
+  s->cap = s->capnodes = 0;
+  s->lent = 0;
+}
 
 size_t resp_reader_want(const resp_reader *r) { return bulk_rest(r); }
 
 void resp_reader_shrink(resp_reader *r, size_t keep) {
-  if (r->len != r->start || r->depth != 0 || r->nnodes != 0 ||
+  if (r->lender || r->len != r->start || r->depth != 0 || r->nnodes != 0 ||
       r->pending_bulk)
     return;
   r->len = r->start = r->pos = r->scan = 0;

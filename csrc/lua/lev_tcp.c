@@ -190,6 +190,7 @@ static void ls_maybe_free(lstream *ls, lua_State *L) {
   if (ls->write_ref != LUA_NOREF && !api->closing(ls->ctx))
     luaL_unref(L, LUA_REGISTRYINDEX, ls->write_ref);
   free(ls->rbuf);
+  stream_dispose(&ls->s);
   free(ls);
 }
 
@@ -385,6 +386,8 @@ static char *ls_alloc(stream *s, size_t suggested, size_t *cap) {
 static void ls_on_read(stream *s, ssize_t n) {
   lstream *ls = (lstream *)s->data;
   lev_task *t = ls->reader;
+  if (n == 0)
+    return; /* nothing read; the buffer is ours anyway */
   stream_read_stop(s);
   ls->reader = NULL;
   if (n < 0) {

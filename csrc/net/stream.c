@@ -38,6 +38,14 @@ typedef struct tls_stash {
 #define STASH(s) ((tls_stash *)(void *)((s)->cipher_in + CIPHER_BUF))
 
 static void stream_try_finish_close(stream *s);
+
+/* What only connecting needs lives apart, so a connected stream does not
+ * carry it. */
+struct stream_cx {
+  uv_getaddrinfo_t gai;
+  uv_connect_t creq;
+  struct addrinfo *addrs, *next_addr; /* the resolved list; the next to try */
+};
 static int tls_flush(stream *s);
 
 int stream_init(uv_loop_t *loop, stream *s) {
@@ -50,8 +58,8 @@ int stream_init(uv_loop_t *loop, stream *s) {
 }
 
 const char *stream_strerror(const stream *s, int err) {
-  if (err == STREAM_ETLS || (s && s->errmsg[0] && err == s->last_err))
-    return s && s->errmsg[0] ? s->errmsg : "ssl: error";
+  if (err == STREAM_ETLS || (s && s->errmsg && err == s->last_err))
+    return s && s->errmsg ? s->errmsg : "ssl: error";
   switch (err) {
   case UV_ETIMEDOUT: return "timeout";
   case UV_EOF: return "connection closed by server";
@@ -61,7 +69,7 @@ const char *stream_strerror(const stream *s, int err) {
 }
 
 static int fail_msg(stream *s, int err, const char *prefix, const char *text) {
-  snprintf(s->errmsg, sizeof(s->errmsg), "%s%s", prefix, text);
+  text_set(&s->errmsg, 200, "%s%s", prefix, text);
   s->last_err = err;
   return err;
 }
@@ -71,10 +79,13 @@ static int fail_msg(stream *s, int err, const char *prefix, const char *text) {
 static void connect_done(stream *s, int status) {
   stream_connect_cb cb = s->connect_cb;
   s->flags &= ~(S_CONNECTING | S_HANDSHAKE);
-  if (s->addrs) {
-    uv_freeaddrinfo(s->addrs);
-    s->addrs = s->next_addr = NULL;
-  }
+  /* Every request is done by now: this runs from the last one's callback
+   * or after it (a DNS request being cancelled keeps S_RESOLVING, and its
+   * callback is what calls this). */
+  if (s->cx && s->cx->addrs)
+    uv_freeaddrinfo(s->cx->addrs);
+  free(s->cx);
+  s->cx = NULL;
   if (status == 0 && (s->flags & S_CLOSING))
     status = UV_ECANCELED;
   s->connect_cb = NULL;
@@ -106,15 +117,15 @@ static void on_reopened(uv_handle_t *h) {
 }
 
 static void try_next_address(stream *s) {
-  if (s->next_addr) {
-    struct addrinfo *ai = s->next_addr;
+  if (s->cx->next_addr) {
+    struct addrinfo *ai = s->cx->next_addr;
     int r;
-    s->next_addr = ai->ai_next;
-    r = uv_tcp_connect(&s->creq, &s->tcp, ai->ai_addr, on_tcp_connected);
+    s->cx->next_addr = ai->ai_next;
+    r = uv_tcp_connect(&s->cx->creq, &s->tcp, ai->ai_addr, on_tcp_connected);
     if (r == 0)
       return;
     s->last_err = r;
-    if (s->next_addr) {
+    if (s->cx->next_addr) {
       /* libuv keeps the socket it made for this address (of its family);
        * the next address needs a fresh one. */
       s->flags |= S_REOPENING;
@@ -213,7 +224,7 @@ static void on_tcp_connected(uv_connect_t *req, int status) {
   }
   if (status != 0) {
     s->last_err = status;
-    if (s->next_addr) {
+    if (s->cx->next_addr) {
       /* A socket whose connect failed cannot be reused: close it, open a
        * fresh one, try the next address. */
       s->flags |= S_REOPENING;
@@ -247,7 +258,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     connect_done(s, status);
     return;
   }
-  s->addrs = s->next_addr = res;
+  s->cx->addrs = s->cx->next_addr = res;
   try_next_address(s);
 }
 
@@ -262,15 +273,22 @@ int stream_connect(stream *s, const char *host, int port,
   hints.ai_protocol = IPPROTO_TCP;
   snprintf(portstr, sizeof(portstr), "%d", port);
   s->tcp.data = s;
-  s->gai.data = s;
-  s->port = port;
+  s->cx = (struct stream_cx *)calloc(1, sizeof(*s->cx));
+  if (!s->cx)
+    return UV_ENOMEM;
+  s->cx->gai.data = s;
   if (tls) {
     const char *name = tls->server_name ? tls->server_name : host;
-    if (tls_conn_new(&s->tls, tls->ctx, name) != TLS_OK)
+    if (tls_conn_new(&s->tls, tls->ctx, name) != TLS_OK) {
+      free(s->cx);
+      s->cx = NULL;
       return fail_msg(s, STREAM_ETLS, "ssl: ", "cannot create a session");
+    }
   }
-  r = uv_getaddrinfo(s->loop, &s->gai, on_resolved, host, portstr, &hints);
+  r = uv_getaddrinfo(s->loop, &s->cx->gai, on_resolved, host, portstr, &hints);
   if (r != 0) {
+    free(s->cx);
+    s->cx = NULL;
     if (s->tls) {
       tls_conn_free(s->tls);
       s->tls = NULL;
@@ -302,8 +320,10 @@ static void on_plain_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
 
 static void on_plain_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   stream *s = (stream *)h->data;
-  if (n == 0)
+  if (n == 0) { /* EAGAIN: the allocation comes back unused */
+    s->read_cb(s, 0);
     return;
+  }
   if (n == UV_ENOBUFS)
     n = UV_ENOMEM;
   if (n < 0) {
@@ -351,8 +371,10 @@ static void tls_deliver(stream *s) {
       s->read_cb(s, UV_ENOMEM);
       return;
     }
-    if (r == TLS_WANT)
+    if (r == TLS_WANT) {
+      s->read_cb(s, 0); /* the allocation comes back unused */
       return;
+    }
     s->flags &= ~S_READING;
     uv_read_stop((uv_stream_t *)&s->tcp);
     if (r == TLS_EOF) {
@@ -492,8 +514,10 @@ static int tls_flush(stream *s) {
   {
     uv_buf_t b = uv_buf_init(s->cipher_out.data, (unsigned)s->cipher_out.len);
     int r;
-    s->wreq.data = s;
-    r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written);
+    if (!s->wreq && !(s->wreq = (uv_write_t *)malloc(sizeof(*s->wreq))))
+      return (s->last_err = UV_ENOMEM);
+    s->wreq->data = s;
+    r = uv_write(s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written);
     if (r != 0)
       return (s->last_err = r);
     s->flags |= S_WRITING;
@@ -595,8 +619,12 @@ int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb) {
       return r;
     b = uv_buf_init((char *)p + r, (unsigned)(n - (size_t)r));
   }
-  s->wreq.data = s;
-  r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written);
+  /* Most writes finish at once (uv_try_write): the request is made only
+   * for a stream whose writes have had to wait, and kept. */
+  if (!s->wreq && !(s->wreq = (uv_write_t *)malloc(sizeof(*s->wreq))))
+    return UV_ENOMEM;
+  s->wreq->data = s;
+  r = uv_write(s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written);
   if (r != 0)
     return r;
   s->flags |= S_WRITING | S_OWNER;
@@ -612,9 +640,9 @@ static void stream_try_finish_close(stream *s) {
   stream_close_cb cb;
   if (!(s->flags & S_CLOSED) || (s->flags & (S_RESOLVING | S_REOPENING)))
     return;
-  if (s->addrs) {
-    uv_freeaddrinfo(s->addrs);
-    s->addrs = NULL;
+  if (s->cx && s->cx->addrs) {
+    uv_freeaddrinfo(s->cx->addrs);
+    s->cx->addrs = NULL;
   }
   if (s->tls) {
     tls_conn_free(s->tls);
@@ -645,7 +673,7 @@ void stream_close(stream *s, stream_close_cb cb) {
   s->close_cb = cb;
   s->tcp.data = s;
   if (s->flags & S_RESOLVING)
-    uv_cancel((uv_req_t *)&s->gai);
+    uv_cancel((uv_req_t *)&s->cx->gai);
   if (s->tls && !(s->flags & (S_CONNECTING | S_WRITING))) {
     /* Best effort close_notify; the socket closes right after. */
     if (tls_conn_shutdown(s->tls) == TLS_OK) {
@@ -664,6 +692,14 @@ void stream_close(stream *s, stream_close_cb cb) {
     return;
   }
   uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+void stream_dispose(stream *s) {
+  text_clear(&s->errmsg);
+  free(s->wreq);
+  s->wreq = NULL;
+  free(s->cx); /* NULL unless the stream was dropped mid-connect */
+  s->cx = NULL;
 }
 
 int stream_closing(const stream *s) { return (s->flags & S_CLOSING) != 0; }

@@ -29,8 +29,10 @@ typedef struct stream stream;
 typedef void (*stream_connect_cb)(stream *s, int status);
 /* Returns where up to *cap bytes may be written (NULL: out of memory). */
 typedef char *(*stream_alloc_cb)(stream *s, size_t suggested, size_t *cap);
-/* n > 0: that many bytes were written into the last allocation; n < 0: an
- * error or UV_EOF; reading has stopped then. */
+/* n > 0: that many bytes were written into the last allocation; n == 0:
+ * nothing was, the allocation comes back unused (every allocation is
+ * answered by one read_cb); n < 0: an error or UV_EOF; reading has
+ * stopped then. */
 typedef void (*stream_read_cb)(stream *s, ssize_t n);
 typedef void (*stream_write_cb)(stream *s, int status);
 typedef void (*stream_close_cb)(stream *s);
@@ -46,22 +48,21 @@ struct stream {
   /* private */
   uv_loop_t *loop;
   int flags;
-  int port;
-  uv_getaddrinfo_t gai;
-  uv_connect_t creq;
-  struct addrinfo *addrs, *next_addr;
+  struct stream_cx *cx;     /* while connecting: the DNS and connect
+                               requests, the addresses (heap; freed by
+                               connect_done) */
   stream_connect_cb connect_cb;
   stream_alloc_cb alloc_cb;
   stream_read_cb read_cb;
   stream_write_cb write_cb;
   stream_close_cb close_cb;
-  uv_write_t wreq;
+  uv_write_t *wreq;         /* made by the first write that had to wait */
   tls_conn *tls;
   char *server_name;
   char *cipher_in;          /* TLS: ciphertext read buffer */
   buf cipher_out;           /* TLS: ciphertext being written */
   int last_err;
-  char errmsg[200];
+  char *errmsg;             /* TLS and DNS failures (heap), or NULL */
 };
 
 /* Initialises the handle; 0 or a uv error. After success the stream must
@@ -83,6 +84,10 @@ int stream_read_stop(stream *s);
  * until then), or a negative error (cb is not called). One write at a time. */
 int stream_write(stream *s, const char *p, size_t n, stream_write_cb cb);
 int stream_writing(const stream *s);
+
+/* Frees what the stream keeps after closing (its error text); call it
+ * when freeing the memory of a closed stream. */
+void stream_dispose(stream *s);
 
 /* Closes; cb fires once after libuv has released the handle. Pending
  * connect and write callbacks fire first with UV_ECANCELED. Idempotent. */

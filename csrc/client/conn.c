@@ -13,6 +13,11 @@
 #define OUT_KEEP (256 * 1024)
 #define IN_KEEP (256 * 1024)
 #define READ_HINT 16384
+/* The first slot ring: most connections have one or two commands out. */
+#define SLOTS_MIN 2
+/* One read into the shared scratch: libuv's suggestion, and big enough
+ * that a pipeline's replies rarely end mid-reply. */
+#define SHARED_READ 65536
 
 enum conn_flags {
   CONN_CONNECTED = 1 << 0,
@@ -29,12 +34,15 @@ enum conn_flags {
   CONN_PUSHES = 1 << 9,
   CONN_SUB_CHANNELS = 1 << 10,
   CONN_SUB_SHARDS = 1 << 11,
-  CONN_WAITING = 1 << 12    /* a read wait is timed (conn_read_wait) */
+  CONN_WAITING = 1 << 12,   /* a read wait is timed (conn_read_wait) */
+  CONN_UNREF = 1 << 13      /* conn_ref(c, 0): a timer made later follows */
 };
 
 struct conn {
   stream s;
-  uv_timer_t timer;
+  uv_timer_t *timer;       /* deadlines; exists while a timeout is set
+                              (timer_need), so most idle connections
+                              carry none */
   uv_loop_t *loop;
   const conn_callbacks *cb;
   void *data;
@@ -53,14 +61,16 @@ struct conn {
   uint64_t head_due;       /* loop ms when the head's wait ends; 0: none */
   uint64_t wait_due;       /* the same for a read wait */
   int errcode;             /* the err.h code that broke it, or 0 */
-  char errmsg[256];
+  char *errmsg;            /* why it broke (heap), or NULL */
   /* conn_set_ext: what travels with the connection (the cache). */
   void *ext;
   void (*ext_free)(void *ext);
   int (*ext_push)(void *ext, const resp_reply *r);
+  resp_scratch *scratch;   /* conn_share_reads: the thread's read buffer */
 };
 
 static void schedule(conn *c);
+static int timer_need(conn *c, int on);
 static void arm_head(conn *c);
 
 conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
@@ -77,8 +87,6 @@ conn *conn_new(uv_loop_t *loop, const conn_callbacks *cb, void *data,
     free(c);
     return NULL;
   }
-  uv_timer_init(loop, &c->timer);
-  c->timer.data = c;
   resp_reader_init(&c->rd, lim, 0);
   if (!lim)
     c->rd.lim.max_reply = CONN_MAX_REPLY;
@@ -105,24 +113,32 @@ void conn_set_ext(conn *c, void *ext, void (*ext_free)(void *),
 
 void *conn_ext(const conn *c) { return c->ext; }
 
+void conn_share_reads(conn *c, resp_scratch *s) { c->scratch = s; }
+
 int conn_owned_by(const conn *c, const conn_callbacks *cb) {
   return c->cb == cb;
 }
-const char *conn_error(const conn *c) { return c->errmsg; }
+const char *conn_error(const conn *c) { return c->errmsg ? c->errmsg : ""; }
 int conn_errcode(const conn *c) { return c->errcode; }
 int conn_usable(const conn *c) {
   return !(c->flags & (CONN_BROKEN | CONN_CLOSING));
 }
 size_t conn_pending(const conn *c) { return c->count; }
 int conn_paused(const conn *c) { return (c->flags & CONN_PAUSED) != 0; }
-void conn_set_timeout(conn *c, double secs) {
+int conn_set_timeout(conn *c, double secs) {
+  if (!(c->flags & CONN_CLOSING) && timer_need(c, secs > 0) != 0)
+    return LEVR_ENOMEM;
   c->timeout = secs;
-  if (secs <= 0)
+  if (secs <= 0) {
     c->head_due = 0;
+    c->wait_due = 0;
+    c->flags &= ~CONN_WAITING;
+  }
   if (c->count)
     arm_head(c); /* the head's wait starts again under the new limit */
   else
     schedule(c);
+  return 0;
 }
 void conn_set_max_pending(conn *c, size_t n) { c->max_pending = n; }
 void conn_set_max_reply(conn *c, size_t bytes) {
@@ -162,7 +178,7 @@ buf *conn_begin(conn *c) {
 void conn_cancel(conn *c) { c->out[c->out_cur].len = c->mark; }
 
 static int grow(conn *c) {
-  size_t cap = c->cap ? c->cap * 2 : 16, i;
+  size_t cap = c->cap ? c->cap * 2 : SLOTS_MIN, i;
   conn_slot *ns = (conn_slot *)malloc(cap * sizeof(*ns));
   if (!ns)
     return LEVR_ENOMEM;
@@ -248,16 +264,47 @@ static void maybe_release(conn *c) {
   buf_free(&c->out[1]);
   free(c->slots);
   c->cb->on_close(c);
+  text_clear(&c->errmsg);
+  stream_dispose(&c->s);
   free(c);
 }
 
 static void on_stream_closed(stream *s) { maybe_release((conn *)s->data); }
-static void on_timer_closed(uv_handle_t *h) { maybe_release((conn *)h->data); }
+static void on_timer_closed(uv_handle_t *h) {
+  conn *c = (conn *)h->data;
+  free(h);
+  maybe_release(c);
+}
+
+static void on_spare_timer_closed(uv_handle_t *h) { free(h); }
+
+/* The timer exists while a timeout is set (every deadline needs one), so
+ * it is made or let go here, where a failure can still be reported. */
+static int timer_need(conn *c, int on) {
+  if (on && !c->timer) {
+    uv_timer_t *t = (uv_timer_t *)malloc(sizeof(*t));
+    if (!t)
+      return LEVR_ENOMEM;
+    uv_timer_init(c->loop, t);
+    t->data = c;
+    if (c->flags & CONN_UNREF)
+      uv_unref((uv_handle_t *)t);
+    c->timer = t;
+  } else if (!on && c->timer) {
+    uv_close((uv_handle_t *)c->timer, on_spare_timer_closed);
+    c->timer = NULL;
+  }
+  return 0;
+}
 
 static void start_close(conn *c) {
   c->flags |= CONN_CLOSING;
-  c->closes_pending = 2;
-  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  c->closes_pending = 1;
+  if (c->timer) {
+    c->closes_pending++;
+    uv_close((uv_handle_t *)c->timer, on_timer_closed);
+    c->timer = NULL;
+  }
   stream_close(&c->s, on_stream_closed);
 }
 
@@ -275,7 +322,7 @@ void conn_fail(conn *c, int err, const char *msg) {
   if (!(c->flags & CONN_BROKEN)) {
     c->flags |= CONN_BROKEN;
     c->errcode = err;
-    snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg);
+    text_set(&c->errmsg, 256, "%s", msg);
   }
   fail_slots(c, err, msg);
   conn_close(c);
@@ -337,12 +384,13 @@ static void schedule(conn *c) {
     due = c->head_due;
   if ((c->flags & CONN_WAITING) && (!due || c->wait_due < due))
     due = c->wait_due;
-  if (!due) {
-    uv_timer_stop(&c->timer);
+  if (!due || !c->timer) { /* a due time implies a timeout, hence a timer */
+    if (c->timer)
+      uv_timer_stop(c->timer);
     return;
   }
   now = uv_now(c->loop);
-  uv_timer_start(&c->timer, on_deadline, due > now ? due - now : 0, 0);
+  uv_timer_start(c->timer, on_deadline, due > now ? due - now : 0, 0);
 }
 
 /* The head changed (or got a reply): its wait starts now. */
@@ -527,11 +575,16 @@ static void deliver(conn *c) {
     resp_reader_shrink(&c->rd, IN_KEEP); /* after a large reply */
 }
 
+/* A connection between replies reads into the shared scratch and holds no
+ * read buffer of its own; only a reply split across reads (or replies
+ * left unread while paused) is moved into its own memory by on_read. */
 static char *on_alloc(stream *s, size_t suggested, size_t *cap) {
   conn *c = (conn *)s->data;
-  size_t want = resp_reader_want(&c->rd);
+  size_t want = resp_reader_want(&c->rd), hint = READ_HINT;
   (void)suggested;
-  return resp_reader_space(&c->rd, want > READ_HINT ? want : READ_HINT, cap);
+  if (c->scratch && resp_reader_borrow(&c->rd, c->scratch) == 0)
+    hint = SHARED_READ;
+  return resp_reader_space(&c->rd, want > hint ? want : hint, cap);
 }
 
 static void on_read(stream *s, ssize_t n) {
@@ -539,8 +592,13 @@ static void on_read(stream *s, ssize_t n) {
   if (n > 0) {
     resp_reader_commit(&c->rd, (size_t)n);
     deliver(c);
+  }
+  if (resp_reader_return(&c->rd) != 0 && !(c->flags & CONN_CLOSING)) {
+    conn_fail(c, LEVR_ENOMEM, "out of memory");
     return;
   }
+  if (n >= 0)
+    return;
   if (n == UV_EOF)
     conn_fail(c, LEVR_EEOF, "connection closed by server");
   else
@@ -567,9 +625,13 @@ void conn_ref(conn *c, int on) {
     return;
   stream_ref(&c->s, on);
   if (on)
-    uv_ref((uv_handle_t *)&c->timer);
+    c->flags &= ~CONN_UNREF;
   else
-    uv_unref((uv_handle_t *)&c->timer);
+    c->flags |= CONN_UNREF;
+  if (c->timer && on)
+    uv_ref((uv_handle_t *)c->timer);
+  else if (c->timer)
+    uv_unref((uv_handle_t *)c->timer);
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -615,10 +677,11 @@ static void connect_failed(conn *c, int code, const char *msg) {
 
 static void on_connected(stream *s, int status) {
   conn *c = (conn *)s->data;
-  uv_timer_stop(&c->timer);
+  if (c->timer)
+    uv_timer_stop(c->timer);
   if (status != 0) {
     if (c->flags & CONN_BROKEN) /* the connect deadline (errmsg set) */
-      connect_failed(c, c->errcode, c->errmsg);
+      connect_failed(c, c->errcode, conn_error(c));
     else
       connect_failed(c, status == UV_ETIMEDOUT ? LEVR_ETIMEOUT : LEVR_EIO,
                      stream_strerror(s, status));
@@ -631,7 +694,7 @@ static void on_connected(stream *s, int status) {
   if (c->flags & (CONN_BROKEN | CONN_CLOSING)) {
     /* A TLS stream may deliver (and fail) inside stream_read_start. */
     char text[256];
-    snprintf(text, sizeof(text), "%s", c->errmsg[0] ? c->errmsg : "closed");
+    snprintf(text, sizeof(text), "%s", c->errmsg ? c->errmsg : "closed");
     c->cb->on_connect(c, c->errcode ? c->errcode : LEVR_EIO, text);
     return;
   }
@@ -644,7 +707,7 @@ static void on_connect_deadline(uv_timer_t *t) {
   conn *c = (conn *)t->data;
   c->flags |= CONN_BROKEN;
   c->errcode = LEVR_ETIMEOUT;
-  snprintf(c->errmsg, sizeof(c->errmsg), "timeout");
+  text_set(&c->errmsg, 256, "timeout");
   /* Closing makes the pending connect report UV_ECANCELED, which
    * on_connected turns into the "timeout" above. */
   start_close(c);
@@ -654,14 +717,19 @@ int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
                  double timeout) {
   int r = stream_connect(&c->s, host, port, tls, on_connected);
   if (r != 0) {
-    snprintf(c->errmsg, sizeof(c->errmsg), "%s", stream_strerror(&c->s, r));
+    text_set(&c->errmsg, 256, "%s", stream_strerror(&c->s, r));
     c->errcode = LEVR_EIO;
     return LEVR_EIO;
   }
   c->timeout = timeout;
   if (timeout > 0) {
+    if (timer_need(c, 1) != 0) {
+      text_set(&c->errmsg, 256, "out of memory");
+      c->errcode = LEVR_ENOMEM;
+      return LEVR_ENOMEM; /* the caller closes c, which ends the connect */
+    }
     uv_update_time(c->loop);
-    uv_timer_start(&c->timer, on_connect_deadline,
+    uv_timer_start(c->timer, on_connect_deadline,
                    (uint64_t)(timeout * 1000 + 0.5), 0);
   }
   return 0;

@@ -117,6 +117,10 @@ int conn_connect(conn *c, const char *host, int port, const stream_tls *tls,
 int conn_open_fd(conn *c, uv_os_sock_t fd);
 
 void conn_set_owner(conn *c, const conn_callbacks *cb, void *data);
+/* Reads go into s (shared by the connections of one thread, which must
+ * outlive them) whenever no reply is half received, so an idle connection
+ * keeps no read buffer. NULL: the connection's own buffer only. */
+void conn_share_reads(conn *c, resp_scratch *s);
 void *conn_data(const conn *c);
 /* Are cb the callbacks installed? (Whose conn is it.) */
 int conn_owned_by(const conn *c, const conn_callbacks *cb);
@@ -168,8 +172,9 @@ const char *conn_error(const conn *c);
 int conn_errcode(const conn *c);
 
 /* Limits: seconds per wait (0: none; a new value restarts the wait of the
- * command at the head), slots, wire bytes of one reply. */
-void conn_set_timeout(conn *c, double secs);
+ * command at the head), slots, wire bytes of one reply. conn_set_timeout
+ * returns 0, or LEVR_ENOMEM (the timer a timeout needs; nothing changed). */
+int conn_set_timeout(conn *c, double secs);
 void conn_set_max_pending(conn *c, size_t n);
 void conn_set_max_reply(conn *c, size_t bytes);
 

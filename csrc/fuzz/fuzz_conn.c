@@ -36,7 +36,8 @@
  *              (none, 100 s, 100 s, 0.1 ms), 6 small socket buffers,
  *              7 start with a SUBSCRIBE queued.
  *   config[1]: bits 0-3 what an unrouted reply's callback does (a R_
- *              reaction).
+ *              reaction); bit 4: reads go through a shared scratch
+ *              (conn_share_reads), as in the Lua glue.
  *
  * The harness drives conn only through conn.h (conn_open_fd, conn_begin,
  * conn_commit, ...) and describes commands with what cmdinfo.h says about
@@ -129,6 +130,7 @@ typedef struct session {
   size_t seen;        /* bytes of it the server has read */
   resp_reader shadow; /* parses what the server sent */
   char proto_err[128];
+  resp_scratch scratch; /* config[1] bit 4: reads go through it */
 } session;
 
 static const char zeros[MAX_ARG];
@@ -448,7 +450,12 @@ static const conn_callbacks callbacks = {on_connect, on_reply, on_fail,
 
 /* ---- the server end --------------------------------------------------- */
 
-static void run_once(session *x) { uv_run(&x->loop, UV_RUN_NOWAIT); }
+/* Between loop turns no read is in progress: the shared read buffer must
+ * be back (every allocation is answered by one read callback). */
+static void run_once(session *x) {
+  uv_run(&x->loop, UV_RUN_NOWAIT);
+  ENSURE(!x->scratch.lent);
+}
 
 static void srv_send(session *x, const uint8_t *p, size_t n) {
   ssize_t w;
@@ -648,6 +655,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   x->c = conn_new(&x->loop, &callbacks, x, &lim);
   ENSURE(x->c != NULL);
+  if (data[1] & 0x10)
+    conn_share_reads(x->c, &x->scratch);
   x->max_pending = max_pending[(data[0] >> 2) & 3];
   x->timeout = timeouts[(data[0] >> 4) & 3];
   conn_set_max_pending(x->c, x->max_pending);
@@ -673,6 +682,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (x->srv >= 0)
     close(x->srv);
+  ENSURE(!x->scratch.lent);
+  resp_scratch_free(&x->scratch);
   resp_reader_free(&x->shadow);
   buf_free(&x->expect);
   free(x);

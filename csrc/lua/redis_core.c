@@ -68,7 +68,14 @@ typedef struct rctx {
   int flush_armed;
   unsigned cache_hits;     /* cache hits since one last went round the
                               loop (CACHE_YIELD_EVERY) */
+  resp_scratch scratch;    /* the read buffer all our connections share
+                              (conn_share_reads); freed with the rctx */
 } rctx;
+
+static void rctx_free(rctx *rc) {
+  resp_scratch_free(&rc->scratch);
+  free(rc);
+}
 
 enum { PEND_NONE, PEND_CLOSE, PEND_KEEP, PEND_FREE };
 
@@ -95,7 +102,7 @@ struct lclient {
   int fallback_ref;        /* core.set_fallback's function, or LUA_NOREF */
   int pending;             /* PEND_*: a deferred close or free */
   lclient *next_deferred;
-  char lasterr[128];       /* why the last connection ended */
+  char *lasterr;           /* why the last connection ended (heap) */
   const char *lastcat;
   /* Session facts kept across connections, for reconnect (issue 13). */
   lua_Integer db;          /* database of the last SELECT the server
@@ -229,7 +236,7 @@ static void wake_reader(lclient *lc, const char *msg, const char *cat) {
  * them for a later wait_closed. */
 static void wake_closewaiter(lclient *lc, const char *msg, const char *cat) {
   lev_task *t = lc->closewaiter;
-  snprintf(lc->lasterr, sizeof(lc->lasterr), "%s", msg);
+  text_set(&lc->lasterr, 128, "%s", msg);
   lc->lastcat = cat;
   if (!t)
     return;
@@ -901,7 +908,7 @@ static void orphan_close(conn *c) {
   rc->orphans--;
   if (rc->dead) {
     if (rc->orphans == 0)
-      free(rc);
+      rctx_free(rc);
     return;
   }
   unflush(rc, c);
@@ -1625,6 +1632,8 @@ static int l_connect(lua_State *L) {
   lua_settop(L, 4);
   lc = new_client(L, rc); /* index 5 */
   c = conn_new(rc->loop, &callbacks, lc, NULL);
+  if (c)
+    conn_share_reads(c, &rc->scratch);
   if (!c) {
     if (tlsp)
       tls_ctx_unref(tls.ctx);
@@ -1697,7 +1706,8 @@ static int l_ready(lua_State *L) {
     /* This caller's limits, also on a connection taken from the pool. */
     conn *c = lc->c;
     lua_getfield(L, 3, "timeout");
-    conn_set_timeout(c, lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0);
+    if (conn_set_timeout(c, lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0))
+      return luaL_error(L, "redis.connect: out of memory");
     lua_getfield(L, 3, "max_pending");
     if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0)
       conn_set_max_pending(c, (size_t)lua_tointeger(L, -1));
@@ -1759,6 +1769,7 @@ static void client_free_now(lclient *lc) {
   if (lc->push_ref != LUA_NOREF)
     luaL_unref(rc->L, LUA_REGISTRYINDEX, lc->push_ref);
   free(lc->key);
+  text_clear(&lc->lasterr);
   free(lc);
 }
 
@@ -2030,7 +2041,7 @@ static int l_sub_next(lua_State *L) {
       lua_pushstring(L, conn_error(lc->c));
       lua_pushstring(L, levr_category(conn_errcode(lc->c)));
     } else {
-      lua_pushstring(L, lc && lc->lasterr[0] ? lc->lasterr : "closed");
+      lua_pushstring(L, lc && lc->lasterr ? lc->lasterr : "closed");
       lua_pushstring(L, lc && lc->lastcat ? lc->lastcat : "closed");
     }
     return 3;
@@ -2113,7 +2124,7 @@ static int l_wait_closed(lua_State *L) {
   rctx *rc = up_rctx(L);
   lev_task *t = rc->api->check(rc->lctx, L, "redis.core.wait_closed");
   if (!lc || !lc->c) {
-    lua_pushstring(L, lc && lc->lasterr[0] ? lc->lasterr : "closed");
+    lua_pushstring(L, lc && lc->lasterr ? lc->lasterr : "closed");
     lua_pushstring(L, lc && lc->lastcat ? lc->lastcat : "closed");
     return 2;
   }
@@ -2376,7 +2387,7 @@ static int rctx_gc(lua_State *L) {
     rc->nflush = rc->capflush = 0;
     rc->dead = 1;
     if (rc->orphans == 0)
-      free(rc);
+      rctx_free(rc);
   }
   return 0;
 }

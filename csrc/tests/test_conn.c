@@ -51,10 +51,13 @@ static void on_connect(conn *c, int status, const char *msg) {
   (void)c, (void)status, (void)msg;
 }
 
+static int pause_on_first; /* on_reply pauses reading after one reply */
+
 static void on_reply(conn *c, const conn_slot *s, const resp_reply *r) {
   event *e = &events[nevents++];
   const resp_node *n = r->nodes;
-  (void)c;
+  if (pause_on_first && nevents == 1)
+    conn_pause(c, 1);
   memset(e, 0, sizeof(*e));
   e->kind = 'r';
   e->waiter = s ? s->waiter : NULL;
@@ -115,6 +118,14 @@ static int turn_until(int (*cond)(void)) {
     nanosleep(&ms, NULL);
   }
   return cond();
+}
+
+static void turn_for_ms(int n) {
+  struct timespec ms = {0, 1000000};
+  while (n-- > 0) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    nanosleep(&ms, NULL);
+  }
 }
 
 static int want_events;
@@ -395,6 +406,67 @@ TEST(pool_rules) {
   close(srv);
 }
 
+/* Reads go through a scratch shared by connections: a reply split across
+ * reads, and replies left unread by a pause, move into the conn's own
+ * memory, and the scratch is free again after every read. */
+static resp_scratch scratch;
+
+TEST(shared_reads_split_reply) {
+  conn *c = open_conn();
+  conn_share_reads(c, &scratch);
+  CHECK(queue(c, "GET", "k", &w1, 1, 0, NULL) == 0);
+  CHECK(queue(c, "PING", NULL, &w2, 1, 0, NULL) == 0);
+  conn_flush(c);
+  srv_send("$10\r\n01234");
+  turn_for_ms(20); /* the first half is read: nothing whole yet */
+  CHECK(nevents == 0 && !scratch.lent && scratch.buf != NULL);
+  /* The scratch may serve others meanwhile: scribble over it. */
+  memset(scratch.buf, 'x', scratch.cap);
+  srv_send("56789\r\n+PONG\r\n");
+  wait_events(2);
+  CHECK(events[0].waiter == &w1 && strcmp(events[0].text, "0123456789") == 0);
+  CHECK(events[1].waiter == &w2 && strcmp(events[1].text, "PONG") == 0);
+  CHECK(!scratch.lent && conn_pending(c) == 0);
+  finish(c);
+  resp_scratch_free(&scratch);
+}
+
+TEST(shared_reads_pause) {
+  conn *c = open_conn();
+  conn_share_reads(c, &scratch);
+  CHECK(queue(c, "INCR", "k", &w1, 3, 0, NULL) == 0);
+  conn_flush(c);
+  pause_on_first = 1;
+  srv_send(":1\r\n:2\r\n:3\r\n"); /* one read, paused after the first */
+  wait_events(1);
+  CHECK(nevents == 1 && !scratch.lent);
+  memset(scratch.buf, 'x', scratch.cap);
+  pause_on_first = 0;
+  conn_pause(c, 0); /* the two left come from the conn's own copy */
+  wait_events(3);
+  CHECK(nevents == 3 && strcmp(events[1].text, "2") == 0 &&
+        strcmp(events[2].text, "3") == 0 && events[2].remaining == 0);
+  finish(c);
+  resp_scratch_free(&scratch);
+}
+
+/* The timer exists only while a timeout is set: turning the timeout off
+ * and on again still bounds the wait. */
+TEST(timeout_off_and_on) {
+  conn *c = open_conn();
+  CHECK(conn_set_timeout(c, 0.01) == 0);
+  CHECK(conn_set_timeout(c, 0) == 0);
+  CHECK(queue(c, "GET", "a", &w1, 1, 0, NULL) == 0);
+  conn_flush(c);
+  turn_for_ms(30);
+  CHECK(nevents == 0 && conn_pending(c) == 1); /* no deadline: waits */
+  CHECK(conn_set_timeout(c, 0.02) == 0);
+  wait_events(1);
+  CHECK(events[0].kind == 'f' && events[0].waiter == &w1 &&
+        events[0].err == LEVR_ETIMEOUT);
+  close(srv);
+}
+
 TEST(pool_free_closes_idle) {
   pool *p = pool_new();
   conn *a = open_conn();
@@ -416,6 +488,8 @@ static const struct {
   CASE(blocking_extends_deadline), CASE(eof_fails_every_slot),
   CASE(max_pending), CASE(read_wait_survives_commands), CASE(abandon),
   CASE(session_from_replies), CASE(pool_rules), CASE(pool_free_closes_idle),
+  CASE(shared_reads_split_reply), CASE(shared_reads_pause),
+  CASE(timeout_off_and_on),
 };
 
 int main(int argc, char **argv) {

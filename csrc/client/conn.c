@@ -577,7 +577,9 @@ static void deliver(conn *c) {
 
 /* A connection between replies reads into the shared scratch and holds no
  * read buffer of its own; only a reply split across reads (or replies
- * left unread while paused) is moved into its own memory by on_read. */
+ * left unread while paused) is moved into its own memory by on_read. The
+ * scratch stays with the last reader until another one needs it, so one
+ * busy connection pays nothing for the sharing. */
 static char *on_alloc(stream *s, size_t suggested, size_t *cap) {
   conn *c = (conn *)s->data;
   size_t want = resp_reader_want(&c->rd), hint = READ_HINT;
@@ -593,7 +595,7 @@ static void on_read(stream *s, ssize_t n) {
     resp_reader_commit(&c->rd, (size_t)n);
     deliver(c);
   }
-  if (resp_reader_return(&c->rd) != 0 && !(c->flags & CONN_CLOSING)) {
+  if (resp_reader_release(&c->rd) != 0 && !(c->flags & CONN_CLOSING)) {
     conn_fail(c, LEVR_ENOMEM, "out of memory");
     return;
   }

@@ -450,11 +450,13 @@ static const conn_callbacks callbacks = {on_connect, on_reply, on_fail,
 
 /* ---- the server end --------------------------------------------------- */
 
-/* Between loop turns no read is in progress: the shared read buffer must
- * be back (every allocation is answered by one read callback). */
+/* Between loop turns no read is in progress: the shared read buffer is
+ * not busy (every allocation is answered by one read callback), and only
+ * an idle reader may keep it. */
 static void run_once(session *x) {
   uv_run(&x->loop, UV_RUN_NOWAIT);
-  ENSURE(!x->scratch.lent);
+  ENSURE(!x->scratch.busy);
+  ENSURE(!x->scratch.holder || resp_reader_idle(x->scratch.holder));
 }
 
 static void srv_send(session *x, const uint8_t *p, size_t n) {
@@ -682,7 +684,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (x->srv >= 0)
     close(x->srv);
-  ENSURE(!x->scratch.lent);
+  ENSURE(!x->scratch.busy && !x->scratch.holder); /* freed conns return it */
   resp_scratch_free(&x->scratch);
   resp_reader_free(&x->shadow);
   buf_free(&x->expect);

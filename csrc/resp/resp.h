@@ -116,7 +116,8 @@ typedef struct resp_scratch {
   size_t cap;
   resp_node *nodes;
   size_t capnodes;
-  int lent;               /* a reader has it now */
+  struct resp_reader *holder; /* the reader that has it, or NULL */
+  int busy;                   /* the holder is inside a read: not to take */
 } resp_scratch;
 
 typedef struct resp_reader {
@@ -175,16 +176,20 @@ void resp_reader_shrink(resp_reader *r, size_t keep);
 
 /* True when no reply is half received: nothing to keep between reads. */
 int resp_reader_idle(const resp_reader *r);
-/* Borrowing: an idle reader (resp_reader_idle) takes s's buffer and node
- * array in place of its own until resp_reader_return, which gives them
- * back and moves what is left (the bytes and nodes of a reply still
- * arriving, or replies not yet asked for) into the reader's own memory.
- * Replies taken with resp_reader_next in between stay valid until the
- * return. Returns 0, or -1 when s is lent already or r is not idle (r is
- * then unchanged). */
+/* Borrowing, for one socket read at a time: resp_reader_borrow gives an
+ * idle reader s's buffer and node array in place of its own (taking s from
+ * the reader that had it, which is idle then and loses nothing) and marks
+ * s busy; resp_reader_release ends the read. s then stays with r while r
+ * is idle, so the next read of the same reader costs nothing; anything
+ * left (a reply still arriving, or replies not yet taken) moves into r's
+ * own memory and s is given back. Replies taken with resp_reader_next stay
+ * valid until the release. borrow returns 0, or -1 when s is busy (another
+ * reader is inside its read) or r is not idle; release and return give 0,
+ * or RESP_ENOMEM (what was left is dropped and r reset: the caller fails
+ * its connection). resp_reader_return gives s back at once
+ * (resp_reader_free and resp_scratch_free call it). */
 int resp_reader_borrow(resp_reader *r, resp_scratch *s);
-/* 0, or RESP_ENOMEM: what was left is then dropped and the reader is
- * reset (the caller fails its connection). No-op when not borrowing. */
+int resp_reader_release(resp_reader *r);
 int resp_reader_return(resp_reader *r);
 void resp_scratch_free(resp_scratch *s);
 

@@ -276,9 +276,16 @@ size_t resp_reader_pending(const resp_reader *r) { return r->len - r->start; }
 int resp_reader_idle(const resp_reader *r) { return reader_idle(r); }
 
 int resp_reader_borrow(resp_reader *r, resp_scratch *s) {
-  if (s->lent || r->lender || !reader_idle(r))
+  if (s->holder == r) { /* kept from the last read: idle, nothing to do */
+    s->busy = 1;
+    return 0;
+  }
+  if (s->busy || r->lender != NULL || !reader_idle(r))
     return -1;
-  s->lent = 1;
+  if (s->holder != NULL)
+    resp_reader_return(s->holder); /* idle between reads: allocates nothing */
+  s->holder = r;
+  s->busy = 1;
   r->lender = s;
   r->own_buf = r->buf;
   r->own_cap = r->cap;
@@ -292,54 +299,38 @@ int resp_reader_borrow(resp_reader *r, resp_scratch *s) {
   return 0;
 }
 
-int resp_reader_return(resp_reader *r) {
-  resp_scratch *s = r->lender;
-  char *sbuf = r->buf;
-  resp_node *snodes = r->nodes;
-  size_t live = r->len - r->start, nn = r->nnodes;
-  int rc = 0;
-
-  if (s == NULL)
+int resp_reader_release(resp_reader *r) {
+  if (r->lender == NULL)
     return 0;
-  /* The scratch may have grown while lent: it gets the arrays back as
-   * they are now. */
-  s->buf = sbuf;
-  s->cap = r->cap;
-  s->nodes = snodes;
-  s->capnodes = r->capnodes;
-  s->lent = 0;
-  r->lender = NULL;
-  r->buf = r->own_buf;
-  r->cap = r->own_cap;
-  r->nodes = r->own_nodes;
-  r->capnodes = r->own_capnodes;
-  r->own_buf = NULL;
-  r->own_nodes = NULL;
+  r->lender->busy = 0;
+  if (reader_idle(r)) {
+    r->len = r->start = r->pos = r->scan = 0;
+    return 0;
+  }
+  return resp_reader_return(r);
+}
+
+/* What is left after a return: the live bytes and nodes move from the
+ * scratch's arrays (sbuf, snodes) into the reader's own. */
+static int keep_rest(resp_reader *r, const char *sbuf, const resp_node *snodes) {
+  size_t live = r->len - r->start, nn = r->nnodes;
   if (live > r->cap) {
     size_t cap = live < READER_MIN_CAP ? READER_MIN_CAP : live;
     char *p = malloc(cap);
     if (p == NULL)
-      rc = RESP_ENOMEM;
-    else {
-      free(r->buf);
-      r->buf = p;
-      r->cap = cap;
-    }
+      goto nomem;
+    free(r->buf);
+    r->buf = p;
+    r->cap = cap;
   }
-  if (rc == 0 && nn > r->capnodes) {
+  if (nn > r->capnodes) {
     size_t cap = nn < NODES_MIN_CAP ? NODES_MIN_CAP : nn;
     resp_node *p = malloc(cap * sizeof(resp_node));
     if (p == NULL)
-      rc = RESP_ENOMEM;
-    else {
-      free(r->nodes);
-      r->nodes = p;
-      r->capnodes = cap;
-    }
-  }
-  if (rc != 0) {
-    resp_reader_reset(r);
-    return rc;
+      goto nomem;
+    free(r->nodes);
+    r->nodes = p;
+    r->capnodes = cap;
   }
   /* Node offsets are relative to start: rebasing the bytes to the front
    * keeps them valid. */
@@ -352,15 +343,47 @@ int resp_reader_return(resp_reader *r) {
   r->len = live;
   r->start = 0;
   return 0;
+nomem:
+  resp_reader_reset(r);
+  return RESP_ENOMEM;
+}
+
+int resp_reader_return(resp_reader *r) {
+  resp_scratch *s = r->lender;
+  char *sbuf;
+  resp_node *snodes;
+
+  if (s == NULL)
+    return 0;
+  /* The scratch may have grown while lent: it gets the arrays back as
+   * they are now. */
+  sbuf = s->buf = r->buf;
+  s->cap = r->cap;
+  snodes = s->nodes = r->nodes;
+  s->capnodes = r->capnodes;
+  s->holder = NULL;
+  s->busy = 0;
+  r->lender = NULL;
+  r->buf = r->own_buf;
+  r->cap = r->own_cap;
+  r->nodes = r->own_nodes;
+  r->capnodes = r->own_capnodes;
+  if (reader_idle(r)) { /* the usual case: every reply was taken */
+    r->len = r->start = r->pos = r->scan = 0;
+    return 0;
+  }
+  return keep_rest(r, sbuf, snodes);
 }
 
 void resp_scratch_free(resp_scratch *s) {
+  if (s->holder != NULL)
+    resp_reader_return(s->holder);
   free(s->buf);
   free(s->nodes);
   s->buf = NULL;
   s->nodes = NULL;
   s->cap = s->capnodes = 0;
-  s->lent = 0;
+  s->busy = 0;
 }
 
 size_t resp_reader_want(const resp_reader *r) { return bulk_rest(r); }

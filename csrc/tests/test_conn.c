@@ -419,14 +419,14 @@ TEST(shared_reads_split_reply) {
   conn_flush(c);
   srv_send("$10\r\n01234");
   turn_for_ms(20); /* the first half is read: nothing whole yet */
-  CHECK(nevents == 0 && !scratch.lent && scratch.buf != NULL);
+  CHECK(nevents == 0 && !scratch.busy && !scratch.holder && scratch.buf);
   /* The scratch may serve others meanwhile: scribble over it. */
   memset(scratch.buf, 'x', scratch.cap);
   srv_send("56789\r\n+PONG\r\n");
   wait_events(2);
   CHECK(events[0].waiter == &w1 && strcmp(events[0].text, "0123456789") == 0);
   CHECK(events[1].waiter == &w2 && strcmp(events[1].text, "PONG") == 0);
-  CHECK(!scratch.lent && conn_pending(c) == 0);
+  CHECK(!scratch.busy && conn_pending(c) == 0);
   finish(c);
   resp_scratch_free(&scratch);
 }
@@ -439,7 +439,7 @@ TEST(shared_reads_pause) {
   pause_on_first = 1;
   srv_send(":1\r\n:2\r\n:3\r\n"); /* one read, paused after the first */
   wait_events(1);
-  CHECK(nevents == 1 && !scratch.lent);
+  CHECK(nevents == 1 && !scratch.busy && !scratch.holder);
   memset(scratch.buf, 'x', scratch.cap);
   pause_on_first = 0;
   conn_pause(c, 0); /* the two left come from the conn's own copy */

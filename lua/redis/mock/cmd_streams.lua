@@ -1,13 +1,17 @@
--- Streams in the mock, the basics: XADD XLEN XRANGE XREVRANGE XDEL XTRIM
+-- Streams in the mock: XADD XLEN XRANGE XREVRANGE XDEL XTRIM XSETID
 -- XREAD (BLOCK too) XGROUP CREATE|CREATECONSUMER|DELCONSUMER|DESTROY|SETID
--- XREADGROUP (BLOCK too) XACK XPENDING.
+-- XREADGROUP (BLOCK too) XACK XPENDING XCLAIM XAUTOCLAIM XINFO, with
+-- Redis 7.0's checks in its order and its texts.
 --
 -- A stream: { type = "stream", list = { id, ... } ascending, fields =
--- { [idtext] = { f, v, ... } }, last = id, groups = { name = group } },
--- an id being { ms, seq } (ms within Lua's signed 64-bit integers).
--- A group: { last = id, pel = { [idtext] = { consumer =, delivered =,
--- count = } }, consumers = { name = { pending = { [idtext] = true },
--- seen = ms } } }. XTRIM's "~" trims exactly (Redis may keep more).
+-- { [idtext] = { f, v, ... } }, last = id, ever = entries ever added,
+-- first = first entry's id (0-0 when empty), maxdel = highest id XDEL
+-- removed, groups = { name = group } }, an id being { ms, seq } (ms
+-- within Lua's signed 64-bit integers).
+-- A group: { last = id, read = entries-read or nil (unknown), pel =
+-- { [idtext] = { consumer =, delivered =, count =, id = } }, consumers =
+-- { name = { pending = { [idtext] = true }, seen = ms } } }. XTRIM's "~"
+-- trims exactly (Redis may keep more).
 local reply = require("redis.mock.reply")
 local util = require("redis.mock.util")
 

@@ -244,6 +244,28 @@ describe("redis.mock blocked XREADGROUP", function()
       mock.encode(reader.outbox[1], 2))
   end)
 
+  it("ends with UNBLOCKED when its database is flushed", function()
+    local e, s = setup()
+    run(e, s, "XGROUP CREATE x g $ MKSTREAM")
+    local reader = e:session{}
+    e:dispatch(reader, words("XREADGROUP GROUP g Alice BLOCK 0 STREAMS x >"))
+    run(e, s, "FLUSHALL")
+    assert.are.equal("-UNBLOCKED the stream key no longer exists\r\n",
+      mock.encode(reader.outbox[1], 2))
+  end)
+
+  it("counts the error it ends with in errorstats and as a failed call", function()
+    local e, s = setup()
+    run(e, s, "XGROUP CREATE x g $ MKSTREAM")
+    local reader = e:session{}
+    e:dispatch(reader, words("XREADGROUP GROUP g Alice BLOCK 0 STREAMS x >"))
+    run(e, s, "XGROUP DESTROY x g")
+    local info = run(e, s, "INFO errorstats")
+    assert.truthy(info:find("errorstat_NOGROUP:count=1", 1, true))
+    info = run(e, s, "INFO commandstats")
+    assert.truthy(info:match("cmdstat_xreadgroup:calls=1,[^\r]*failed_calls=1"))
+  end)
+
   it("is served by an XADD, which moves the group's read counter", function()
     local e, s = setup()
     run(e, s, "XGROUP CREATE x g $ MKSTREAM")

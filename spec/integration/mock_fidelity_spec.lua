@@ -794,6 +794,28 @@ describe("redis.mock compared with a real Redis", function()
     }
   end)
 
+  it("checks XPENDING, XACK, XDEL, XREAD and XREADGROUP arguments in Redis's order", function()
+    check{
+      "XPENDING x g", "XPENDING x g - + x", "XPENDING x g x + 10", "XPENDING x g - x 10",
+      "XPENDING x g - +", "XPENDING x g IDLE 10 - +", "XPENDING x g IDLE x - + 10",
+      "XPENDING x g - + 10 c extra", "XPENDING x g (+ + 10", "XPENDING x g - (- 10",
+      "XPENDING x g (0-0 (0-0 10", "SET str v", "XPENDING str g - + 10", "XPENDING str g",
+      "XACK str g 1-0", "XACK x g bad", "XDEL x bad", "XDEL str bad",
+      "XADD x 1-0 f v", "XADD x 2-0 f v", "XADD x 3-0 f v", "XACK x g bad", "XDEL x bad",
+      "XPENDING x g", "XGROUP CREATE x g 0", "XACK x g bad", "XACK x g 1-0 bad",
+      "XREADGROUP GROUP g c STREAMS x $", "XREADGROUP GROUP g c STREAMS x bad",
+      "XREADGROUP GROUP g c STREAMS x 0", timed("XINFO CONSUMERS x g"),
+      "XREAD STREAMS x >", "XREAD STREAMS x +", "XREAD STREAMS x (1-0",
+      "XREADGROUP GROUP g c COUNT 2 STREAMS x >", timed("XPENDING x g (1-0 + 10"),
+      timed("XPENDING x g - (2-0 10"), "XPENDING x g - + 0", "XPENDING x g - + -1",
+      "XPENDING x g - + 10 nobody", "XPENDING x g IDLE 3600000 - + 10",
+      "XPENDING x g", "XREADGROUP GROUP g c STREAMS x 0", "XDEL x 1-0",
+      "XREADGROUP GROUP g c STREAMS x 0", "XREADGROUP GROUP g c COUNT 1 STREAMS x 0",
+      "XREADGROUP GROUP g d NOACK STREAMS x >", "XPENDING x g", "XINFO GROUPS x",
+      "XACK x g 1-0 2-0 2-0 9-0", "XPENDING x g", "XINFO GROUPS x",
+    }
+  end)
+
   it("sends no keyspace event for XCLAIM or XAUTOCLAIM beyond a new consumer's", function()
     check({
       "XADD x 1-0 f v", "XADD x 2-0 f v", "XGROUP CREATE x g 0",

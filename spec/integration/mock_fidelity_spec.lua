@@ -788,6 +788,7 @@ describe("redis.mock compared with a real Redis", function()
       { "XINFO STREAM x FULL COUNT 1", normalize = mask_times },
       { "XINFO STREAM x FULL COUNT -1", normalize = mask_times },
       { "XINFO STREAM x FULL COUNT 0", normalize = mask_times },
+      "XGROUP HELP", "xgroup help", "XGROUP HELP x", "XINFO HELP", "XINFO HELP x",
       "DEL x", "XADD x 1-0 a 1", "XDEL x 1-0", "XINFO STREAM x", "XADD x 2-0 a 1",
       "XINFO STREAM x", "XGROUP CREATE x g 0", "XINFO GROUPS x",
       "XREADGROUP GROUP g c STREAMS x >", "XINFO GROUPS x",

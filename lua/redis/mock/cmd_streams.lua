@@ -400,6 +400,36 @@ return function(E)
 
   def{ "xgroup", -2, nil, container = true }
 
+  -- Redis's addReplyHelp: a header naming the command as typed, the
+  -- lines, the HELP footer, all status replies.
+  local function help(argv, lines)
+    local out = { reply.status(argv[1]:upper()
+      .. " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:") }
+    for _, l in ipairs(lines) do out[#out + 1] = reply.status(l) end
+    out[#out + 1] = reply.status("HELP")
+    out[#out + 1] = reply.status("    Prints this help.")
+    return out
+  end
+
+  def{ "xgroup|help", 2, function(_, argv)
+    return help(argv, {
+      "CREATE <key> <groupname> <id|$> [option]",
+      "    Create a new consumer group. Options are:",
+      "    * MKSTREAM",
+      "      Create the empty stream if it does not exist.",
+      "    * ENTRIESREAD entries_read",
+      "      Set the group's entries_read counter (internal use).",
+      "CREATECONSUMER <key> <groupname> <consumer>",
+      "    Create a new consumer in the specified group.",
+      "DELCONSUMER <key> <groupname> <consumer>",
+      "    Remove the specified consumer.",
+      "DESTROY <key> <groupname>",
+      "    Remove the specified group.",
+      "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+      "    Set the current group ID and entries_read counter.",
+    })
+  end }
+
   -- Marks key ready for its blocked clients (store.lua's Db:touch without
   -- the WATCH side).
   local function signal_ready(db, key)
@@ -1075,6 +1105,17 @@ return function(E)
   -- key group: Redis 7.0's fields; the radix-tree figures are estimates.
   def{ "xinfo", -2, nil, container = true }
 
+  def{ "xinfo|help", 2, function(_, argv)
+    return help(argv, {
+      "CONSUMERS <key> <groupname>",
+      "    Show consumers of <groupname>.",
+      "GROUPS <key>",
+      "    Show the stream consumer groups.",
+      "STREAM <key> [FULL [COUNT <count>]",
+      "    Show information about the stream.",
+    })
+  end }
+
   local function stream_arg(s, key)
     local st = s.db:lookup(key)
     if not st then return nil, err("ERR no such key") end
@@ -1107,10 +1148,14 @@ return function(E)
       end
     end
     local n = #st.list
+    -- Made up: one radix-tree key per stream-node-max-entries entries
+    -- (Redis also closes a node at stream-node-max-bytes).
+    local per_node = math.tointeger(tonumber(s.engine:config()["stream-node-max-entries"])) or 100
+    local keys = n == 0 and 0 or per_node <= 0 and 1 or (n + per_node - 1) // per_node
     local head = {
       "length", n,
-      "radix-tree-keys", n > 0 and 1 or 0,
-      "radix-tree-nodes", n > 0 and 2 or 1,
+      "radix-tree-keys", keys,
+      "radix-tree-nodes", keys + 1,
       "last-generated-id", idtext(st.last),
       "max-deleted-entry-id", idtext(st.maxdel),
       "entries-added", st.ever or 0,

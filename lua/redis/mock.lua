@@ -147,10 +147,12 @@
 --     CPU) is stopped with an error, because the mock cannot answer BUSY
 --     meanwhile; "return redis.call(...)" errors name line 1;
 --   * FUNCTION has no libraries (FLUSH/LIST/STATS answer as an empty
---     registry); XINFO STREAM's radix-tree figures are made up, XTRIM
---     "~" trims exactly; stream ids are Lua's signed 64-bit integers
---     (Redis: unsigned; ids past 2^63-1 are refused, "+" is written as
---     Redis writes it);
+--     registry); streams group entries into nodes as Redis does, but a
+--     node's size in bytes (stream-node-max-bytes) is an estimate, so
+--     "~" trimming of big entries may keep a different number; XINFO
+--     STREAM's radix-tree-nodes is made up; stream ids are Lua's signed
+--     64-bit integers (Redis: unsigned; ids past 2^63-1 are refused, "+"
+--     is written as Redis writes it); DUMP of a stream answers nil;
 --   * an unauthenticated client's request limits (10 arguments, 16 KB
 --     bulks) are checked on each read before the requests in it are run,
 --     so an AUTH followed by a big request in the same read is refused;

@@ -817,6 +817,36 @@ describe("redis.mock compared with a real Redis", function()
     }
   end)
 
+  it("trims streams with \"~\" and LIMIT by whole nodes as Redis does", function()
+    local function adds(key, n)
+      local out = {}
+      for i = 1, n do out[i] = "XADD " .. key .. " " .. i .. "-0 f " .. i end
+      return out
+    end
+    -- The radix tree's inner node count is the mock's guess (see its header).
+    local function rax(case)
+      return { case, normalize = function(r)
+        return (r:gsub("(radix%-tree%-nodes\r\n):%d+", "%1:N"))
+      end }
+    end
+    local cases = { "CONFIG SET stream-node-max-entries 10" }
+    for _, c in ipairs(adds("x", 100)) do cases[#cases + 1] = c end
+    for _, c in ipairs({
+      "XADD x MAXLEN ~ 55 LIMIT 30 101-0 f v", "XLEN x", "XADD x MAXLEN ~ 55 LIMIT 30 102-0 f v",
+      "XLEN x", "XTRIM x MAXLEN ~ 35", "XLEN x", "XTRIM x MAXLEN 33", "XTRIM x MAXLEN ~ 20",
+      "XLEN x", rax("XINFO STREAM x"), "XTRIM x MINID ~ 75", "XRANGE x - + COUNT 1",
+      "XTRIM x MINID 75", "XRANGE x - + COUNT 1", "XDEL x 81-0 82-0 83-0 84-0 85-0 86-0 87-0 88-0 89-0 90-0",
+      rax("XINFO STREAM x"), "XTRIM x MAXLEN ~ 0 LIMIT 5", "XTRIM x MAXLEN ~ 0 LIMIT 6", "XLEN x",
+      "XTRIM x MAXLEN 5 LIMIT 10", "XTRIM x LIMIT 10", "XTRIM x MAXLEN 1 MINID 1",
+      "XTRIM x MAXLEN ~", "XTRIM x MAXLEN = x", "XTRIM x MAXLEN -1", "XTRIM x MINID x",
+      "XTRIM x MAXLEN 1 LIMIT -1", "XTRIM x MAXLEN 1 FOO", "XTRIM nokey MAXLEN ~ 1",
+      "XADD x LIMIT 5 * f v", "XADD x NOMKSTREAM MAXLEN 1 LIMIT 5 * f v", "XADD x FOO f v",
+      "XADD x bad", "XADD x 1-1 f", "XADD x MINID ~ 2 MAXLEN 1 * f v",
+      "CONFIG SET stream-node-max-entries 100",
+    }) do cases[#cases + 1] = c end
+    check(cases)
+  end)
+
   it("sends no keyspace event for XCLAIM or XAUTOCLAIM beyond a new consumer's", function()
     check({
       "XADD x 1-0 f v", "XADD x 2-0 f v", "XGROUP CREATE x g 0",

@@ -221,6 +221,29 @@ describe("redis.mock XINFO entries-read and lag", function()
   end)
 end)
 
+describe("redis.mock stream trimming", function()
+  it("with ~ removes whole nodes of stream-node-max-entries only, within LIMIT", function()
+    local e, s = setup()
+    run(e, s, "CONFIG SET stream-node-max-entries 4")
+    for i = 1, 10 do run(e, s, "XADD x " .. i .. "-0 f " .. i) end
+    -- Nodes 1-4, 5-8, 9-10: the first node may go, the second may not.
+    assert.are.equal(":4\r\n", run(e, s, "XTRIM x MAXLEN ~ 5"))
+    assert.are.equal(":0\r\n", run(e, s, "XTRIM x MAXLEN ~ 0 LIMIT 3"))
+    -- Exact trimming takes entries out of a node, leaving 6-0 7-0 8-0.
+    assert.are.equal(":1\r\n", run(e, s, "XTRIM x MAXLEN 5"))
+    assert.are.equal(":0\r\n", run(e, s, "XTRIM x MAXLEN ~ 3"))
+    assert.are.equal(":3\r\n", run(e, s, "XTRIM x MAXLEN ~ 2"))
+    -- A deleted entry still counts in its node's size: 13-0 opens a node.
+    run(e, s, "XADD x 11-0 f 11")
+    run(e, s, "XADD x 12-0 f 12")
+    run(e, s, "XDEL x 12-0")
+    run(e, s, "XADD x 13-0 f 13")
+    assert.truthy(run(e, s, "XINFO STREAM x"):find(bulk("radix-tree-keys") .. ":2\r\n", 1, true))
+    assert.are.equal("-ERR syntax error, LIMIT cannot be used without the special ~ option\r\n",
+      run(e, s, "XTRIM x MAXLEN 1 LIMIT 2"))
+  end)
+end)
+
 describe("redis.mock blocked XREADGROUP", function()
   it("ends with NOGROUP when its group is destroyed", function()
     local e, s = setup()

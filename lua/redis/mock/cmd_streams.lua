@@ -10,8 +10,9 @@
 -- within Lua's signed 64-bit integers).
 -- A group: { last = id, read = entries-read or nil (unknown), pel =
 -- { [idtext] = { consumer =, delivered =, count =, id = } }, consumers =
--- { name = { pending = { [idtext] = true }, seen = ms } } }. XTRIM's "~"
--- trims exactly (Redis may keep more).
+-- { name = { pending = { [idtext] = true }, seen = ms } } }. Entries are
+-- grouped into nodes as Redis groups them (see node_put), so "~" trims
+-- whole nodes as Redis does.
 local reply = require("redis.mock.reply")
 local util = require("redis.mock.util")
 
@@ -63,7 +64,47 @@ return function(E)
   local function new_stream()
     return { type = "stream", list = {}, fields = {}, last = { 0, 0 },
              first = { 0, 0 }, maxdel = { 0, 0 }, ever = 0,
-             groups = {}, group_order = {} }
+             nodes = {}, node_of = {}, groups = {}, group_order = {} }
+  end
+
+  -- Redis keeps entries in radix-tree nodes (listpacks) of at most
+  -- stream-node-max-entries entries (deleted ones included) and about
+  -- stream-node-max-bytes bytes; "~" trimming removes whole nodes only.
+  -- The mock keeps the same grouping: st.nodes in order, each { live =,
+  -- count = entries ever put in, bytes = an estimate }, st.node_of[idtext].
+  local function node_limits(s)
+    local cfg = s.engine:config()
+    return math.tointeger(tonumber(cfg["stream-node-max-entries"])) or 100,
+      math.tointeger(tonumber(cfg["stream-node-max-bytes"])) or 4096
+  end
+
+  local function node_put(s, st, t, fields)
+    local max_entries, max_bytes = node_limits(s)
+    local size = 0
+    for _, v in ipairs(fields) do size = size + #v end
+    local tail = st.nodes[#st.nodes]
+    if not tail or (max_bytes > 0 and tail.bytes + size >= max_bytes)
+      or (max_entries > 0 and tail.count >= max_entries) then
+      -- A new listpack starts with its header and master entry.
+      tail = { live = 0, count = 0, bytes = 16 + size }
+      st.nodes[#st.nodes + 1] = tail
+    end
+    -- Per entry: flags, id deltas, a length per element, lp-count.
+    tail.bytes = tail.bytes + size + #fields + 6
+    tail.live, tail.count = tail.live + 1, tail.count + 1
+    st.node_of[t] = tail
+  end
+
+  -- Takes entry t out of its node; an emptied node goes.
+  local function node_drop(st, t)
+    local node = st.node_of[t]
+    st.node_of[t] = nil
+    node.live = node.live - 1
+    if node.live == 0 then
+      for i, n in ipairs(st.nodes) do
+        if n == node then table.remove(st.nodes, i); break end
+      end
+    end
   end
 
   -- Redis's recorded first entry id: the first entry's, 0-0 when empty.
@@ -79,15 +120,42 @@ return function(E)
     return { t, out }
   end
 
-  local function trim(st, maxlen, minid)
+  -- Removes the first entry of st.
+  local function drop_first(st)
+    local first = table.remove(st.list, 1)
+    local t = idtext(first)
+    st.fields[t] = nil
+    node_drop(st, t)
+  end
+
+  -- Redis's streamTrim: from the first node on, a whole node goes while
+  -- the stream stays at least maxlen long (or the node's entries are all
+  -- below minid); with "~" that is all, otherwise entries are then taken
+  -- one by one from the next node. LIMIT bounds the entries removed in
+  -- whole nodes. Returns the count removed.
+  local function trim(st, o)
     local removed = 0
     while #st.list > 0 do
-      local first = st.list[1]
-      if (maxlen and #st.list > maxlen) or (minid and less(first, minid)) then
-        table.remove(st.list, 1)
-        st.fields[idtext(first)] = nil
-        removed = removed + 1
+      if o.maxlen and #st.list <= o.maxlen then break end
+      local node = st.node_of[idtext(st.list[1])]
+      local n = node.live
+      if o.limit > 0 and removed + n > o.limit then break end
+      local whole
+      if o.maxlen then
+        whole = #st.list - n >= o.maxlen
       else
+        whole = less(st.list[n], o.minid)
+      end
+      if whole then
+        for _ = 1, n do drop_first(st) end
+        removed = removed + n
+      else
+        if o.approx then break end
+        while #st.list > 0 and ((o.maxlen and #st.list > o.maxlen)
+          or (o.minid and less(st.list[1], o.minid))) do
+          drop_first(st)
+          removed = removed + 1
+        end
         break
       end
     end
@@ -95,55 +163,84 @@ return function(E)
     return removed
   end
 
-  -- MAXLEN|MINID [=|~] threshold [LIMIT n] at argv[i]; returns the
-  -- options and the next index, or nil and an error.
-  local function trim_args(argv, i)
-    local o = {}
-    local kind = lower(argv[i])
-    local j = i + 1
-    if argv[j] == "=" or argv[j] == "~" then j = j + 1 end
-    local th = argv[j]
-    if not th then return nil, util.SYNTAX end
-    if kind == "maxlen" then
-      local n = util.int(th)
-      if not n then return nil, util.NOT_INTEGER end
-      if n < 0 then return nil, err("ERR The MAXLEN argument must be >= 0.") end
-      o.maxlen = n
-    else
-      local id = parse_id(th, 0, true)
-      if not id then return nil, INVALID_ID end
-      o.minid = id
+  -- Redis's option parsing for XADD (xadd = true) and XTRIM: MAXLEN|MINID
+  -- [=|~] threshold, LIMIT n, NOMKSTREAM (XADD), in any order, up to the
+  -- ID for XADD. Returns the options and the ID's index, or nil and the
+  -- error.
+  local function add_trim_args(s, argv, xadd)
+    local o = { limit = 0 }
+    local limit_given = false
+    local i = 3
+    while i <= #argv do
+      local more = #argv - i
+      local opt = lower(argv[i])
+      if xadd and argv[i] == "*" then
+        break
+      elseif (opt == "maxlen" or opt == "minid") and more > 0 then
+        if o.maxlen or o.minid then
+          return nil, err("ERR syntax error, MAXLEN and MINID options at the same "
+            .. "time are not compatible")
+        end
+        o.approx = false
+        local nxt = argv[i + 1]
+        if more >= 2 and (nxt == "~" or nxt == "=") then
+          o.approx = nxt == "~"
+          i = i + 1
+        end
+        if opt == "maxlen" then
+          local n = util.int(argv[i + 1])
+          if not n then return nil, util.NOT_INTEGER end
+          if n < 0 then return nil, err("ERR The MAXLEN argument must be >= 0.") end
+          o.maxlen = n
+        else
+          o.minid = parse_id(argv[i + 1], 0, true)
+          if not o.minid then return nil, INVALID_ID end
+        end
+        i = i + 1
+      elseif opt == "limit" and more > 0 then
+        local n = util.int(argv[i + 1])
+        if not n then return nil, util.NOT_INTEGER end
+        if n < 0 then return nil, err("ERR The LIMIT argument must be >= 0.") end
+        o.limit = n
+        limit_given = true
+        i = i + 1
+      elseif xadd and opt == "nomkstream" then
+        o.nomkstream = true
+      elseif xadd then
+        break
+      else
+        return nil, util.SYNTAX
+      end
+      i = i + 1
     end
-    j = j + 1
-    if argv[j] and lower(argv[j]) == "limit" then
-      if not util.int(argv[j + 1] or "") then return nil, util.NOT_INTEGER end
-      j = j + 2
+    local strategy = o.maxlen or o.minid
+    if o.limit > 0 and not strategy then
+      return nil, err("ERR syntax error, LIMIT cannot be used without specifying a "
+        .. "trimming strategy")
     end
-    return o, j
+    if not xadd and not strategy then
+      return nil, err("ERR syntax error, XTRIM must be called with a trimming strategy")
+    end
+    if limit_given then
+      if not o.approx then
+        return nil, err("ERR syntax error, LIMIT cannot be used without the special ~ option")
+      end
+    elseif o.approx then
+      -- At most 100 nodes' worth of work, as Redis bounds it.
+      local per_node = node_limits(s)
+      o.limit = 100 * per_node
+      if o.limit <= 0 then o.limit = 10000 end
+      if o.limit > 1000000 then o.limit = 1000000 end
+    end
+    return o, i
   end
 
   def{ "xadd", -5, function(s, argv)
-    local nomk, topts = false, nil
-    local i = 3
-    while i <= #argv do
-      local opt = lower(argv[i])
-      if opt == "nomkstream" then
-        nomk = true
-        i = i + 1
-      elseif opt == "maxlen" or opt == "minid" then
-        local o, j = trim_args(argv, i)
-        if not o then return j end
-        topts, i = o, j
-      else
-        break
-      end
-    end
+    local o, i = add_trim_args(s, argv, true)
+    if not o then return i end
     local idarg = argv[i]
-    if not idarg then return util.arity_error("xadd") end
-    local nf = #argv - i
-    if nf < 2 or nf % 2 ~= 0 then return util.arity_error("xadd") end
     local explicit, seq_auto
-    if idarg ~= "*" then
+    if idarg and idarg ~= "*" then
       local ms, star = idarg:match("^(%d+)%-(%*)$")
       if star then
         explicit = parse_id(ms .. "-0", 0, true)
@@ -152,14 +249,17 @@ return function(E)
         explicit = parse_id(idarg, 0, true)
       end
       if not explicit then return INVALID_ID end
-      if not seq_auto and explicit[1] == 0 and explicit[2] == 0 then
-        return err("ERR The ID specified in XADD must be greater than 0-0")
-      end
+    end
+    -- The ID is checked before the field count, as Redis does.
+    local nf = #argv - i
+    if not idarg or nf < 2 or nf % 2 ~= 0 then return util.arity_error("xadd") end
+    if explicit and not seq_auto and explicit[1] == 0 and explicit[2] == 0 then
+      return err("ERR The ID specified in XADD must be greater than 0-0")
     end
     local st, e = typed(s, argv[2])
     if st == false then return e end
     if not st then
-      if nomk then return reply.null end
+      if o.nomkstream then return reply.null end
       st = new_stream()
     end
     local id
@@ -180,11 +280,12 @@ return function(E)
     for k = i + 1, #argv do fields[#fields + 1] = argv[k] end
     st.list[#st.list + 1] = id
     st.fields[idtext(id)] = fields
+    node_put(s, st, idtext(id), fields)
     st.last = id
     st.ever = (st.ever or 0) + 1
     if #st.list == 1 then st.first = id end
     E.notify(s, "t", "xadd", argv[2])
-    if topts and trim(st, topts.maxlen, topts.minid) > 0 then
+    if (o.maxlen or o.minid) and trim(st, o) > 0 then
       E.notify(s, "t", "xtrim", argv[2])
     end
     s.db:touch(argv[2])
@@ -198,6 +299,12 @@ return function(E)
     c.last, c.ever, c.first, c.maxdel = obj.last, obj.ever, obj.first, obj.maxdel
     for i, id in ipairs(obj.list) do c.list[i] = id end
     for t, f in pairs(obj.fields) do c.fields[t] = f end
+    local node_copy = {}
+    for i, n in ipairs(obj.nodes) do
+      node_copy[n] = { live = n.live, count = n.count, bytes = n.bytes }
+      c.nodes[i] = node_copy[n]
+    end
+    for t, n in pairs(obj.node_of) do c.node_of[t] = node_copy[n] end
     for name, g in pairs(obj.groups) do
       local ng = { last = g.last, read = g.read, pel = {}, consumers = {} }
       for t, p in pairs(g.pel) do
@@ -282,6 +389,7 @@ return function(E)
       local t = idtext(id)
       if st.fields[t] then
         st.fields[t] = nil
+        node_drop(st, t)
         for k, x in ipairs(st.list) do
           if x[1] == id[1] and x[2] == id[2] then table.remove(st.list, k); break end
         end
@@ -300,15 +408,12 @@ return function(E)
   end }
 
   def{ "xtrim", -4, function(s, argv)
-    local kind = lower(argv[3])
-    if kind ~= "maxlen" and kind ~= "minid" then return util.SYNTAX end
-    local o, j = trim_args(argv, 3)
-    if not o then return j end
-    if j <= #argv then return util.SYNTAX end
+    local o, e0 = add_trim_args(s, argv, false)
+    if not o then return e0 end
     local st, e = typed(s, argv[2])
     if st == false then return e end
     if not st then return 0 end
-    local n = trim(st, o.maxlen, o.minid)
+    local n = trim(st, o)
     if n > 0 then
       s.db:touch(argv[2])
       E.notify(s, "t", "xtrim", argv[2])
@@ -1148,10 +1253,9 @@ return function(E)
       end
     end
     local n = #st.list
-    -- Made up: one radix-tree key per stream-node-max-entries entries
-    -- (Redis also closes a node at stream-node-max-bytes).
-    local per_node = math.tointeger(tonumber(s.engine:config()["stream-node-max-entries"])) or 100
-    local keys = n == 0 and 0 or per_node <= 0 and 1 or (n + per_node - 1) // per_node
+    -- The nodes as the mock groups them (see node_put); the radix tree's
+    -- inner node count is made up.
+    local keys = #st.nodes
     local head = {
       "length", n,
       "radix-tree-keys", keys,

@@ -64,7 +64,7 @@ return function(E)
   local function new_stream()
     return { type = "stream", list = {}, fields = {}, last = { 0, 0 },
              first = { 0, 0 }, maxdel = { 0, 0 }, ever = 0,
-             nodes = {}, node_of = {}, groups = {}, group_order = {} }
+             nodes = {}, node_of = {}, groups = {} }
   end
 
   -- Redis keeps entries in radix-tree nodes (listpacks) of at most

@@ -8,7 +8,8 @@
 #
 # REDIS_SOURCE_TREE is a Redis 7.0.x checkout (its tests/ and runtest are
 # used; nothing in it is changed except the harness's own tests/tmp).
-# Units default to the ones issue 18 measures. Needs tclsh, redis-server
+# Units default to the ones issue 18 measures; others are named as
+# arguments (the stream units: unit/type/stream-cgroups unit/type/stream). Needs tclsh, redis-server
 # and a built tree (make build: build/ or $LEVR_BUILD). Each unit runs
 # against both servers at the same time, each under a time limit
 # ($SUITE_TIMEOUT seconds, default 900): a unit cut off by it is marked

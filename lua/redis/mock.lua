@@ -92,7 +92,7 @@
 -- engine:session() -> session; engine:dispatch(session, argv) -> reply;
 -- pub/sub messages for a session collect in session.outbox.
 --
--- Commands (202; container commands list their subcommands):
+-- Commands (205; container commands list their subcommands):
 -- APPEND AUTH BGREWRITEAOF BGSAVE BITCOUNT BITPOS BLMOVE BLMPOP BLPOP
 -- BRPOP BRPOPLPUSH BZMPOP BZPOPMAX BZPOPMIN CLIENT (GETNAME HELP ID INFO
 -- KILL LIST NO-EVICT REPLY SETNAME UNBLOCK) COMMAND CONFIG (GET RESETSTAT
@@ -113,9 +113,10 @@
 -- SINTERCARD SINTERSTORE SISMEMBER SLOWLOG SMEMBERS SMISMEMBER SMOVE SORT
 -- SORT_RO SPOP SPUBLISH SRANDMEMBER SREM SSCAN SSUBSCRIBE STRLEN
 -- SUBSCRIBE SUBSTR SUNION SUNIONSTORE SUNSUBSCRIBE SWAPDB TIME TOUCH TTL
--- TYPE UNLINK UNSUBSCRIBE UNWATCH WATCH XACK XADD XDEL XGROUP (CREATE
--- CREATECONSUMER DELCONSUMER DESTROY SETID) XINFO (CONSUMERS GROUPS
--- STREAM) XLEN XPENDING XRANGE XREAD XREADGROUP XREVRANGE XTRIM ZADD
+-- TYPE UNLINK UNSUBSCRIBE UNWATCH WATCH XACK XADD XAUTOCLAIM XCLAIM XDEL
+-- XGROUP (CREATE CREATECONSUMER DELCONSUMER DESTROY SETID) XINFO
+-- (CONSUMERS GROUPS STREAM) XLEN XPENDING XRANGE XREAD XREADGROUP
+-- XREVRANGE XSETID XTRIM ZADD
 -- ZCARD ZCOUNT ZDIFF ZDIFFSTORE ZINCRBY ZINTER ZINTERCARD ZINTERSTORE ZLEXCOUNT ZMPOP ZMSCORE ZPOPMAX ZPOPMIN
 -- ZRANDMEMBER ZRANGE ZRANGEBYLEX ZRANGEBYSCORE ZRANGESTORE ZRANK ZREM
 -- ZREMRANGEBYLEX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREVRANGE
@@ -146,10 +147,12 @@
 --     CPU) is stopped with an error, because the mock cannot answer BUSY
 --     meanwhile; "return redis.call(...)" errors name line 1;
 --   * FUNCTION has no libraries (FLUSH/LIST/STATS answer as an empty
---     registry); streams cover XADD XLEN XRANGE XREVRANGE XDEL XTRIM XREAD
---     XGROUP XREADGROUP XACK XPENDING XINFO (no XCLAIM, XAUTOCLAIM; XINFO
---     does not track entries-read and lag, its radix-tree figures are
---     made up), XTRIM "~" trims exactly;
+--     registry); streams group entries into nodes as Redis does, but a
+--     node's size in bytes (stream-node-max-bytes) is an estimate, so
+--     "~" trimming of big entries may keep a different number; XINFO
+--     STREAM's radix-tree-nodes is made up; stream ids are Lua's signed
+--     64-bit integers (Redis: unsigned; ids past 2^63-1 are refused, "+"
+--     is written as Redis writes it); DUMP of a stream answers nil;
 --   * an unauthenticated client's request limits (10 arguments, 16 KB
 --     bulks) are checked on each read before the requests in it are run,
 --     so an AUTH followed by a big request in the same read is refused;

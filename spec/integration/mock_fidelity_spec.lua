@@ -671,6 +671,197 @@ describe("redis.mock compared with a real Redis", function()
     }
   end)
 
+  -- Times a stream reply carries that move with the clock: idle fields
+  -- (XPENDING's third item, XINFO CONSUMERS' idle) and unix-ms stamps of
+  -- deliveries and seen-times made "now" (13 digits). Times set with
+  -- XCLAIM TIME/IDLE far from now stay comparable.
+  local function mask_times(s)
+    s = s:gsub("(\r\n%$%d+\r\n[%w%-]+\r\n%$%d+\r\n%a+\r\n):%d+(\r\n:%d+\r\n)", "%1:IDLE%2")
+    s = s:gsub("(idle\r\n):%d+", "%1:IDLE")
+    s = s:gsub(":1%d%d%d%d%d%d%d%d%d%d%d%d\r\n", ":NOW\r\n")
+    return s
+  end
+  local function timed(case) return { case, normalize = mask_times } end
+
+  it("answers XCLAIM with Redis's bytes", function()
+    check{
+      "XCLAIM x grp Bob 0 1-0", "SET str v", "XCLAIM str grp Bob 0 1-0",
+      "XADD x 1-0 f v", "XADD x 2-0 f v", "XADD x 3-0 f v", "XADD x 4-0 f v",
+      "XADD x 5-0 f v", "XCLAIM x grp Bob 0 1-0", "XGROUP CREATE x grp 0",
+      "XCLAIM x grp Bob abc 1-0", "XCLAIM x grp Bob 0 1-0 bogus",
+      "XCLAIM x grp Bob 0 1-0 IDLE", "XCLAIM x grp Bob 0 1-0 IDLE x",
+      "XCLAIM x grp Bob 0 1-0 TIME 1.5", "XCLAIM x grp Bob 0 1-0 RETRYCOUNT x",
+      "XCLAIM x grp Bob 0 1-0 LASTID x", "XCLAIM x grp Bob 0 1-0 LASTID -",
+      "XCLAIM x grp Bob 0 1-0 JUSTID 2-0", "XCLAIM x grp Bob 0 - 1-0",
+      "XCLAIM x grp Bob 0 1-x", "XCLAIM x grp Bob 0 1-0", "XINFO CONSUMERS x grp",
+      "XREADGROUP GROUP grp Alice STREAMS x >",
+      -- Delivered just now: too young for an hour's min-idle-time.
+      "XCLAIM x grp Bob 3600000 1-0 2-0", timed("XINFO CONSUMERS x grp"),
+      "XCLAIM x grp Bob 0 1-0 TIME 1000", "XCLAIM x grp Bob 0 2-0 JUSTID TIME 2000",
+      "XCLAIM x grp Bob 0 3-0 RETRYCOUNT 7 IDLE 5000 JUSTID",
+      "XCLAIM x grp Bob 3600000 1-0 2-0 3-0 JUSTID RETRYCOUNT 0 TIME 3000",
+      timed("XPENDING x grp - + 10"), timed("XPENDING x grp IDLE 1000000 - + 10"),
+      timed("XINFO STREAM x FULL"), "XDEL x 2-0",
+      "XCLAIM x grp Carol 0 1-0 2-0 3-0 JUSTID TIME 4000", "XPENDING x grp",
+      "XACK x grp 4-0", "XCLAIM x grp Dan 0 4-0", "XCLAIM x grp Dan 0 4-0 FORCE TIME 5000",
+      "XCLAIM x grp Dan 0 9-0 FORCE", "XCLAIM x grp Dan 0 5-0 FORCE JUSTID TIME 6000",
+      "XCLAIM x grp Eve 0 4-0 4-0 JUSTID TIME 7000",
+      "XCLAIM x grp Eve 0 4-0 LASTID 10-0 JUSTID TIME 8000", "XINFO GROUPS x",
+      "XCLAIM x grp Eve 0 4-0 LASTID 1-0 JUSTID TIME 8000", "XINFO GROUPS x",
+      "XCLAIM x grp Eve -5 5-0 IDLE -5 RETRYCOUNT -3", timed("XPENDING x grp - + 10"),
+      "XCLAIM x grp Eve 0 5-0 TIME 99999999999999 JUSTID", timed("XPENDING x grp - + 10 Eve"),
+      "XCLAIM x grp Eve 0 5-0 TIME -1 JUSTID", timed("XPENDING x grp - + 10 Eve"),
+      "XTRIM x MAXLEN 1", "XCLAIM x grp Fay 0 1-0 3-0 4-0 5-0 JUSTID TIME 9000",
+      "XPENDING x grp", timed("XINFO STREAM x FULL"), "XCLAIM x grp Fay",
+    }
+  end)
+
+  it("answers XAUTOCLAIM with Redis's bytes", function()
+    check{
+      "XAUTOCLAIM x grp Bob 0 0-0", "XAUTOCLAIM x grp Bob x 0-0",
+      "XAUTOCLAIM x grp Bob 0 x", "XAUTOCLAIM x grp Bob 0 0-0 COUNT 0",
+      "XAUTOCLAIM x grp Bob 0 0-0 COUNT x", "XAUTOCLAIM x grp Bob 0 0-0 COUNT -1",
+      "XAUTOCLAIM x grp Bob 0 0-0 COUNT 8070450532247928833",
+      "XAUTOCLAIM x grp Bob 0 0-0 COUNT 576460752303423488",
+      "XAUTOCLAIM x grp Bob 0 0-0 COUNT", "XAUTOCLAIM x grp Bob 0 0-0 FOO",
+      "XAUTOCLAIM x grp Bob 0 (- ", "XAUTOCLAIM x grp Bob 0 (+", "XAUTOCLAIM x grp Bob 0 (",
+      "SET str v", "XAUTOCLAIM str grp Bob 0 0-0",
+      "XADD x 1-0 f 1", "XADD x 2-0 f 2", "XADD x 3-0 f 3", "XADD x 4-0 f 4",
+      "XADD x 5-0 f 5", "XADD x 6-0 f 6", "XADD x 7-0 f 7", "XADD x 8-0 f 8",
+      "XADD x 9-0 f 9", "XADD x 10-0 f 10", "XADD x 11-0 f 11", "XADD x 12-0 f 12",
+      "XAUTOCLAIM x grp Bob 0 0-0", "XGROUP CREATE x grp 0", "XAUTOCLAIM x grp Bob 0 0-0",
+      "XINFO CONSUMERS x grp", "XREADGROUP GROUP grp Alice STREAMS x >",
+      -- Nothing idle for an hour: COUNT 1 looks at 10 entries, the
+      -- cursor is the 11th; the default COUNT 100 looks at them all.
+      "XAUTOCLAIM x grp Bob 3600000 0-0 COUNT 1", "XAUTOCLAIM x grp Bob 3600000 0-0",
+      "XAUTOCLAIM x grp Bob 3600000 (10-0 COUNT 1", "XAUTOCLAIM x grp Bob 3600000 12",
+      "XAUTOCLAIM x grp Bob 0 - COUNT 2", "XAUTOCLAIM x grp Bob 0 (2-0 COUNT 2 JUSTID",
+      "XAUTOCLAIM x grp Bob 0 3 COUNT 1 JUSTID JUSTID", timed("XPENDING x grp - + 20"),
+      "XDEL x 5-0 6-0 8-0", "XAUTOCLAIM x grp Carol 0 5-0 COUNT 1",
+      "XAUTOCLAIM x grp Carol 0 5-0 COUNT 3", "XAUTOCLAIM x grp Carol 0 0 COUNT 4 JUSTID",
+      "XPENDING x grp", "XAUTOCLAIM x grp Dan 0 (12-0", "XAUTOCLAIM x grp Dan 0 +",
+      "XTRIM x MAXLEN 2", "XAUTOCLAIM x grp Dan 0 - JUSTID", "XPENDING x grp",
+      timed("XINFO STREAM x FULL"), "XINFO CONSUMERS x grp nope",
+      timed("XINFO CONSUMERS x grp"), "XAUTOCLAIM x grp Dan 0",
+    }
+  end)
+
+  it("tracks XINFO entries-read and lag, XSETID and XGROUP SETID as Redis does", function()
+    check{
+      "XGROUP CREATE x g1 0 MKSTREAM", "XINFO GROUPS x", "XADD x 1-0 data a",
+      "XDEL x 1-0", "XINFO GROUPS x", "XINFO STREAM x", "DEL x",
+      "XADD x 1-0 data a", "XADD x 2-0 data b", "XADD x 3-0 data c",
+      "XADD x 4-0 data d", "XADD x 5-0 data e", "XGROUP CREATE x g1 0", "XINFO GROUPS x",
+      "XREADGROUP GROUP g1 c11 COUNT 1 STREAMS x >", "XINFO GROUPS x",
+      "XREADGROUP GROUP g1 c12 COUNT 10 STREAMS x >", "XINFO GROUPS x",
+      "XADD x 6-0 data f", "XINFO GROUPS x", "DEL x",
+      "XADD x 1-0 data a", "XADD x 2-0 data b", "XADD x 3-0 data c",
+      "XADD x 4-0 data d", "XADD x 5-0 data e", "XDEL x 3-0",
+      "XGROUP CREATE x g1 0", "XGROUP CREATE x g2 0", "XINFO GROUPS x",
+      "XREADGROUP GROUP g1 c11 COUNT 1 STREAMS x >", "XINFO GROUPS x",
+      "XREADGROUP GROUP g1 c11 COUNT 1 STREAMS x >", "XINFO GROUPS x",
+      "XREADGROUP GROUP g1 c11 COUNT 1 STREAMS x >", "XINFO GROUPS x",
+      "XREADGROUP GROUP g1 c11 COUNT 1 STREAMS x >", "XINFO GROUPS x",
+      "XADD x 6-0 data f", "XINFO GROUPS x", "XTRIM x MINID = 3-0", "XINFO GROUPS x",
+      "XTRIM x MINID = 5-0", "XINFO GROUPS x", "XINFO STREAM x",
+      "XREADGROUP GROUP g2 c21 NOACK STREAMS x >", "XINFO GROUPS x",
+      "XGROUP SETID x g1 2-0", "XINFO GROUPS x", "XGROUP SETID x g1 2-0 ENTRIESREAD 2",
+      "XINFO GROUPS x", "XGROUP SETID x g1 $ ENTRIESREAD 7", "XINFO GROUPS x",
+      "XGROUP SETID x g1 - ", "XGROUP SETID x g1 +", "XINFO GROUPS x",
+      "XGROUP SETID x g1 0 ENTRIESREAD -2", "XGROUP SETID x g1 0 ENTRIESREAD x",
+      "XGROUP SETID x g1 0 ENTRIESREAD", "XGROUP SETID x g1 0 FOO 1",
+      "XGROUP SETID x g1 0 ENTRIESREAD 1 ENTRIESREAD 2", "XGROUP SETID x nog 0",
+      "XGROUP SETID nokey g1 0", "XGROUP CREATE x g3 0 ENTRIESREAD 3", "XINFO GROUPS x",
+      "XGROUP CREATE x g4 $ ENTRIESREAD -1 MKSTREAM", "XGROUP CREATE x g5 0 MKSTREAM FOO",
+      "XGROUP CREATE x g5 0 ENTRIESREAD -3", "XGROUP CREATECONSUMER x nog c",
+      "XGROUP CREATECONSUMER nokey g1 c", "XGROUP DELCONSUMER x nog c",
+      "XGROUP DESTROY nokey g1", "XGROUP DESTROY x nog", "XGROUP CREATE x g6 x",
+      "XINFO GROUPS x",
+      "XSETID x 1-0", "XSETID x 9-0 ENTRIESADDED 1", "XSETID x 9-0 ENTRIESADDED -1",
+      "XSETID x 9-0 ENTRIESADDED x", "XSETID x 9-0 MAXDELETEDID 10-0",
+      "XSETID x 9-0 MAXDELETEDID x", "XSETID x 9-0 FOO", "XSETID x 9-0 ENTRIESADDED",
+      "XSETID x - ", "XSETID nokey 1-0", "SET str v", "XSETID str 1-0",
+      "XSETID x 9-0 ENTRIESADDED 20 MAXDELETEDID 8-0", "XINFO STREAM x", "XINFO GROUPS x",
+      "XADD x 10-0 data g", "XINFO GROUPS x", "XSETID x 11-0", "XINFO STREAM x",
+      "XINFO STREAM x FULL COUNT", "XINFO STREAM x FOO", "XINFO STREAM x FULL FOO 1",
+      "XINFO STREAM x FULL COUNT x", "XINFO STREAM nokey", "XINFO GROUPS str",
+      { "XINFO STREAM x FULL COUNT 1", normalize = mask_times },
+      { "XINFO STREAM x FULL COUNT -1", normalize = mask_times },
+      { "XINFO STREAM x FULL COUNT 0", normalize = mask_times },
+      "XGROUP HELP", "xgroup help", "XGROUP HELP x", "XINFO HELP", "XINFO HELP x",
+      "DEL x", "XADD x 1-0 a 1", "XDEL x 1-0", "XINFO STREAM x", "XADD x 2-0 a 1",
+      "XINFO STREAM x", "XGROUP CREATE x g 0", "XINFO GROUPS x",
+      "XREADGROUP GROUP g c STREAMS x >", "XINFO GROUPS x",
+    }
+  end)
+
+  it("checks XPENDING, XACK, XDEL, XREAD and XREADGROUP arguments in Redis's order", function()
+    check{
+      "XPENDING x g", "XPENDING x g - + x", "XPENDING x g x + 10", "XPENDING x g - x 10",
+      "XPENDING x g - +", "XPENDING x g IDLE 10 - +", "XPENDING x g IDLE x - + 10",
+      "XPENDING x g - + 10 c extra", "XPENDING x g (+ + 10", "XPENDING x g - (- 10",
+      "XPENDING x g (0-0 (0-0 10", "SET str v", "XPENDING str g - + 10", "XPENDING str g",
+      "XACK str g 1-0", "XACK x g bad", "XDEL x bad", "XDEL str bad",
+      "XADD x 1-0 f v", "XADD x 2-0 f v", "XADD x 3-0 f v", "XACK x g bad", "XDEL x bad",
+      "XPENDING x g", "XGROUP CREATE x g 0", "XACK x g bad", "XACK x g 1-0 bad",
+      "XREADGROUP GROUP g c STREAMS x $", "XREADGROUP GROUP g c STREAMS x bad",
+      "XREADGROUP GROUP g c STREAMS x 0", timed("XINFO CONSUMERS x g"),
+      "XREAD STREAMS x >", "XREAD STREAMS x +", "XREAD STREAMS x (1-0",
+      "XREADGROUP GROUP g c COUNT 2 STREAMS x >", timed("XPENDING x g (1-0 + 10"),
+      timed("XPENDING x g - (2-0 10"), "XPENDING x g - + 0", "XPENDING x g - + -1",
+      "XPENDING x g - + 10 nobody", "XPENDING x g IDLE 3600000 - + 10",
+      "XPENDING x g", "XREADGROUP GROUP g c STREAMS x 0", "XDEL x 1-0",
+      "XREADGROUP GROUP g c STREAMS x 0", "XREADGROUP GROUP g c COUNT 1 STREAMS x 0",
+      "XREADGROUP GROUP g d NOACK STREAMS x >", "XPENDING x g", "XINFO GROUPS x",
+      "XACK x g 1-0 2-0 2-0 9-0", "XPENDING x g", "XINFO GROUPS x",
+    }
+  end)
+
+  it("trims streams with \"~\" and LIMIT by whole nodes as Redis does", function()
+    local function adds(key, n)
+      local out = {}
+      for i = 1, n do out[i] = "XADD " .. key .. " " .. i .. "-0 f " .. i end
+      return out
+    end
+    -- The radix tree's inner node count is the mock's guess (see its header).
+    local function rax(case)
+      return { case, normalize = function(r)
+        return (r:gsub("(radix%-tree%-nodes\r\n):%d+", "%1:N"))
+      end }
+    end
+    local cases = { "CONFIG SET stream-node-max-entries 10" }
+    for _, c in ipairs(adds("x", 100)) do cases[#cases + 1] = c end
+    for _, c in ipairs({
+      "XADD x MAXLEN ~ 55 LIMIT 30 101-0 f v", "XLEN x", "XADD x MAXLEN ~ 55 LIMIT 30 102-0 f v",
+      "XLEN x", "XTRIM x MAXLEN ~ 35", "XLEN x", "XTRIM x MAXLEN 33", "XTRIM x MAXLEN ~ 20",
+      "XLEN x", rax("XINFO STREAM x"), "XTRIM x MINID ~ 75", "XRANGE x - + COUNT 1",
+      "XTRIM x MINID 75", "XRANGE x - + COUNT 1", "XDEL x 81-0 82-0 83-0 84-0 85-0 86-0 87-0 88-0 89-0 90-0",
+      rax("XINFO STREAM x"), "XTRIM x MAXLEN ~ 0 LIMIT 5", "XTRIM x MAXLEN ~ 0 LIMIT 6", "XLEN x",
+      "XTRIM x MAXLEN 5 LIMIT 10", "XTRIM x LIMIT 10", "XTRIM x MAXLEN 1 MINID 1",
+      "XTRIM x MAXLEN ~", "XTRIM x MAXLEN = x", "XTRIM x MAXLEN -1", "XTRIM x MINID x",
+      "XTRIM x MAXLEN 1 LIMIT -1", "XTRIM x MAXLEN 1 FOO", "XTRIM nokey MAXLEN ~ 1",
+      "XADD x LIMIT 5 * f v", "XADD x NOMKSTREAM MAXLEN 1 LIMIT 5 * f v", "XADD x FOO f v",
+      "XADD x bad", "XADD x 1-1 f", "XADD x MINID ~ 2 MAXLEN 1 * f v",
+      "CONFIG SET stream-node-max-entries 100",
+    }) do cases[#cases + 1] = c end
+    check(cases)
+  end)
+
+  it("sends no keyspace event for XCLAIM or XAUTOCLAIM beyond a new consumer's", function()
+    check({
+      "XADD x 1-0 f v", "XADD x 2-0 f v", "XGROUP CREATE x g 0",
+      "XREADGROUP GROUP g Alice STREAMS x >",
+      "CONFIG SET notify-keyspace-events KEA", { "PSUBSCRIBE *", on = 2 },
+      "XCLAIM x g Bob 0 1-0 JUSTID", { read = true, on = 2 }, { read = true, on = 2 },
+      "XCLAIM x g Bob 0 1-0 JUSTID", "XAUTOCLAIM x g Carol 0 0-0 JUSTID",
+      { read = true, on = 2 }, { read = true, on = 2 },
+      "XAUTOCLAIM x g Carol 0 0-0 JUSTID", "XSETID x 5-0",
+      { read = true, on = 2 }, { read = true, on = 2 },
+      "XGROUP SETID x g 0", { read = true, on = 2 }, { read = true, on = 2 },
+      { "CONFIG", "SET", "notify-keyspace-events", "" }, { "PUNSUBSCRIBE", on = 2 },
+    }, 2)
+  end)
+
   it("answers CONFIG, FUNCTION, MEMORY and PUBSUB introspection with Redis's bytes", function()
     check({
       "CONFIG GET maxmemory", "CONFIG GET hash-max-listpack-entries",

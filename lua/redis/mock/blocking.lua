@@ -21,6 +21,7 @@ return function(E)
   -- Parks s on b.keys until served, timed out or unblocked.
   function Engine:block(s, b)
     b.dbi = s.dbi
+    b.cmd = s.last_cmd
     s.blocked = b
     self.blocked_count = (self.blocked_count or 0) + 1
     local w = self.store.waiting
@@ -58,10 +59,19 @@ return function(E)
     end
   end
 
-  -- Ends a block with reply r (served, timed out, CLIENT UNBLOCK).
+  -- Ends a block with reply r (served, timed out, CLIENT UNBLOCK). An
+  -- error answered then counts in errorstats and as a failed call of the
+  -- command, as Redis counts it on unblocking.
+  local ERROR_MT = getmetatable(reply.error("x"))
   function Engine:unblock(s, r)
-    if not s.blocked then return end
+    local b = s.blocked
+    if not b then return end
     self:unpark(s)
+    if getmetatable(r) == ERROR_MT then
+      E.count_error(self, r)
+      local st = b.cmd and self.cmdstats[b.cmd]
+      if st then st[3] = st[3] + 1 end
+    end
     s:wake(r)
   end
 

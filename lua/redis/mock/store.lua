@@ -192,6 +192,14 @@ function Db:flush()
       if self.data[key] ~= nil then self:touch(key) end
     end
   end
+  -- So do clients blocked on keys that existed (a blocked XREADGROUP
+  -- learns its stream is gone, as after a DEL).
+  local waiting = self.store.waiting[self.index]
+  if waiting then
+    for key in pairs(waiting) do
+      if self.data[key] ~= nil then self:touch(key) end
+    end
+  end
   self.data, self.expires, self.slot, self.at = {}, {}, {}, {}
   self.next_slot, self.count, self.nexpires = 1, 0, 0
 end

@@ -780,6 +780,17 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* The wall clock (gettimeofday), for what must agree with other processes
+ * (redis.mock's EXPIREAT, TIME): lev.now() is monotonic and has no
+ * epoch, and os.time() has whole seconds only. */
+static int l_time(lua_State *L) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0)
+    return luaL_error(L, "lev.time: cannot read the clock");
+  lua_pushnumber(L, (double)tv.tv_sec + (double)tv.tv_usec / 1e6);
+  return 1;
+}
+
 /* lev.timeout(seconds, fn, ...): fn runs as a child task that the caller
  * joins with a deadline; at the deadline the child is abandoned. The child
  * has no handle: it is freed as soon as it has finished and its outcome
@@ -918,6 +929,7 @@ static const luaL_Reg lev_funcs[] = {
   {"_daemon", l_daemon},
   {"sleep", l_sleep},
   {"now", l_now},
+  {"time", l_time},
   {"timeout", l_timeout},
   {"_handles", l_handles},
   {NULL, NULL}

@@ -156,8 +156,8 @@
 --   * an unauthenticated client's request limits (10 arguments, 16 KB
 --     bulks) are checked on each read before the requests in it are run,
 --     so an AUTH followed by a big request in the same read is refused;
---   * the wall clock is the real one (sub-millisecond, from `date +%s%N`
---     once per process, kept by lev.now()), or opts.clock.
+--   * the wall clock is the real one (lev.time(), gettimeofday, as Redis
+--     reads it), or opts.clock.
 --
 -- Modes: mock.start builds an engine (redis.mock.engine: keyspace and
 -- commands, no sockets) and serves it (redis.mock.server); a mode such as

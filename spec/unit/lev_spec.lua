@@ -17,6 +17,21 @@ describe("lev.run", function()
     assert.are.same({1, nil, 3}, {a, b, c})
   end)
 
+  it("lev.time() is the wall clock in seconds with a fraction", function()
+    local t, s = lev.time(), os.time()
+    assert.is_true(math.abs(t - s) <= 1)
+    -- Microseconds: many readings give many values (a clock of whole
+    -- seconds would give one, two across a second's boundary).
+    local seen, distinct = {}, 0
+    for _ = 1, 100000 do
+      local v = lev.time()
+      if not seen[v] then seen[v], distinct = true, distinct + 1 end
+      if distinct >= 3 then break end
+    end
+    assert.is_true(distinct >= 3)
+    assert.is_true(lev.time() >= t)
+  end)
+
   it("returns nothing when the main task returns nothing", function()
     assert.are.equal(0, select("#", lev.run(function() end)))
   end)

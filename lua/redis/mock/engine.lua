@@ -132,6 +132,7 @@ function M.new(opts)
   e.pattern_order = oset()
   e.started = e.clock()
   e.errors = {}
+  e.busy, e.notify = false, false
   e.port = opts.port or 6379
   e.stats = { accepted = 0, live = 0, commands = {}, total_commands = 0,
               refused = 0, error_replies = 0 }
@@ -178,6 +179,10 @@ function Engine:session(fields, mt)
   s.authenticated = not self:auth_required()
   s.channels = oset()
   s.patterns = oset()
+  -- Fields the per-request path reads, set to false rather than left nil:
+  -- a nil field is looked up through the metatable chain on every read.
+  s.multi, s.shard, s.blocked, s.closing = false, false, false, false
+  s.reply_off, s.reply_skip = false, false
   s.watched = {}
   s.handlers = s.handlers or {}
   s.created = self.clock()
@@ -244,7 +249,7 @@ function Session:watched_expired()
 end
 
 function Session:discard()
-  self.multi = nil
+  self.multi = false
   self.multi_error = nil
   self:unwatch()
 end
@@ -304,7 +309,7 @@ local function names_of(raw)
   if c then return c[1], c[2] end
   local lo, up = util.lower(raw), raw:upper()
   if commands[lo] and names_n < NAMES_MAX then
-    NAMES[raw] = { lo, up, commands[lo] }
+    NAMES[raw] = { lo, up, commands[lo], commands[lo].fn }
     names_n = names_n + 1
   end
   return lo, up
@@ -468,32 +473,37 @@ function Engine:dispatch(s, argv, counted)
   -- The common case in one place: a known, plain command with its arity
   -- from an authenticated client outside MULTI and pub/sub, no handlers.
   local nm = NAMES[argv[1]]
-  local cmd = nm and nm[3]
-  if cmd and cmd.fn and not counted and s.authenticated and not s.multi
+  local fn = nm and nm[4]
+  if fn and not counted and s.authenticated and not s.multi
     and not self.busy
     and s.channels.list[1] == nil and s.patterns.list[1] == nil and not s.shard
     and next(s.handlers) == nil and next(self.handlers) == nil then
+    local cmd = nm[3]
     local n, ar = #argv, cmd.arity
     if ar == n or (ar < 0 and n >= -ar) then
-      local c, up = self.stats.commands, nm[2]
+      local stats = self.stats
+      local c, up = stats.commands, nm[2]
       c[up] = (c[up] or 0) + 1
-      self.stats.total_commands = self.stats.total_commands + 1
+      stats.total_commands = stats.total_commands + 1
       s.last_cmd = cmd.fullname
       self.snap = false   -- the time is read when first needed
-      local ok, r = pcall(cmd.fn, s, argv)
+      local ok, r = pcall(fn, s, argv)
       if not ok then
         self.errors[#self.errors + 1] = r
         r = err("ERR mock internal error: " .. tostring(r))
       end
-      local mt = getmetatable(r)
-      if mt ~= nil and mt ~= STATUS_MT then r = self:finish(s, cmd, argv, r, mt)
+      -- Strings and numbers need no look at a metatable (a string's
+      -- would be the string library's).
+      local mt = type(r) == "table" and getmetatable(r)
+      if mt and mt ~= STATUS_MT then r = self:finish(s, cmd, argv, r, mt)
       else
         local notify = self.notify
         if notify and (notify.K or notify.E) then M.after_command(s, cmd, argv, r) end
         local st = self.cmdstats[cmd.fullname] or cmdstat(self, cmd)
         st[1] = st[1] + 1
       end
-      if self.snap then s.last = self.snap end
+      local snap = self.snap
+      if snap then s.last = snap end
       self.snap = nil
       if self.store.ready_n > 0 then self:serve_ready() end
       return r
@@ -564,7 +574,7 @@ function Engine:exec(s)
     s:discard()
     return reply.null_array
   end
-  s.multi = nil
+  s.multi = false
   s:unwatch()
   local out = { n = #queue }
   -- Blocking commands answer at once inside a transaction.

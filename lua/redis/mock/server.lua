@@ -164,8 +164,9 @@ end
 local function add_bytes(conn, bytes)
   local b = conn.batch
   if b then
-    b.n = b.n + 1
-    b[b.n] = bytes
+    local n = b.n + 1
+    b.n = n
+    b[n] = bytes
   else
     enqueue(conn, { bytes = bytes })
   end
@@ -225,10 +226,12 @@ local function protocol_error(conn, text)
   conn:close()
 end
 
+local encode = reply.encode
+
 local function process(conn, argv)
   local srv = conn.server
   local e = srv.engine
-  if #argv == 0 then return end
+  if argv[1] == nil then return end
   -- The log is a ring of LOG_MAX entries.
   local log = srv.history
   local at = log.next
@@ -268,9 +271,18 @@ local function process(conn, argv)
     end
     if not push then return end
   end
-  if e.notify and e.notify.x then srv:watch_expiry() end
+  local notify = e.notify
+  if notify and notify.x then srv:watch_expiry() end
   if not rule then
-    add_bytes(conn, reply.encode(r, conn.proto))
+    local bytes = encode(r, conn.proto)
+    local b = conn.batch
+    if b then
+      local n = b.n + 1
+      b.n = n
+      b[n] = bytes
+    else
+      enqueue(conn, { bytes = bytes })
+    end
     return
   end
   local item = { bytes = reply.encode(r, conn.proto) }
@@ -323,31 +335,34 @@ end
 -- the reader, as Redis leaves them in the query buffer). Runs in the
 -- connection's task, or in a task resuming a connection a blocking
 -- command has released; never twice at once for one connection.
+local function answer_all(conn)
+  local reader = conn.reader
+  while not conn.closed and not conn.closing and not conn.blocked do
+    local argv, perr = reader:next()
+    if not argv then
+      if perr then
+        flush_batch(conn)
+        protocol_error(conn, perr)
+      end
+      break
+    end
+    process(conn, argv)
+    if conn.blocked then
+      flush_batch(conn)
+      conn.server:watch_blocks()
+    end
+  end
+end
+
 function run_requests(conn)
   if conn.processing then return end
   conn.processing = true
   -- Set only while this batch is answered (deliveries to an idle
   -- connection go straight out).
   conn.batch = conn.batch_buf
-  local ok, failure = pcall(function()
-    while not conn.closed and not conn.closing and not conn.blocked do
-      local argv, perr = conn.reader:next()
-      if not argv then
-        if perr then
-          flush_batch(conn)
-          protocol_error(conn, perr)
-        end
-        break
-      end
-      process(conn, argv)
-      if conn.blocked then
-        flush_batch(conn)
-        conn.server:watch_blocks()
-      end
-    end
-  end)
+  local ok, failure = pcall(answer_all, conn)
   flush_batch(conn)
-  conn.batch = nil
+  conn.batch = false
   conn.processing = false
   if not ok then
     conn.server.engine.errors[#conn.server.engine.errors + 1] = failure
@@ -442,6 +457,10 @@ local function serve(srv, stream)
     handlers = {},
     queue = { first = 1, last = 0 },
     batch_buf = { n = 0 },
+    batch = false,
+    closed = false,
+    processing = false,
+    draining = false,
   }, Conn)
   e.stats.live = e.stats.live + 1
   srv.conns[conn] = true

@@ -2307,10 +2307,27 @@ static int reader_feed(lua_State *L) {
   return 0;
 }
 
+/* Requests of up to this many arguments are read the quick way. */
+#define READER_QUICK_ARGS 16
+
 static int reader_next(lua_State *L) {
   lreader *r = (lreader *)luaL_checkudata(L, 1, READER_MT);
   resp_reply rep;
-  int st = resp_reader_next(&r->rd, &rep);
+  int st;
+  if (r->request) {
+    resp_span args[READER_QUICK_ARGS];
+    const char *base;
+    int i, n = resp_reader_next_args(&r->rd, &base, args, READER_QUICK_ARGS);
+    if (n > 0) {
+      lua_createtable(L, n, 0);
+      for (i = 0; i < n; i++) {
+        lua_pushlstring(L, base + args[i].off, args[i].len);
+        lua_rawseti(L, -2, i + 1);
+      }
+      return 1;
+    }
+  }
+  st = resp_reader_next(&r->rd, &rep);
   if (st == RESP_OK) {
     if (r->request)
       reply_push_argv(L, &rep);

@@ -78,6 +78,14 @@ return function(E)
   end
 
   def{ "set", -3, function(s, argv)
+    if argv[4] == nil then
+      -- SET key value: set_generic without options (the lookup stays, as
+      -- Redis's: it expires a key whose time has come).
+      local key = argv[2]
+      s.db:lookup(key)
+      put_string(s, key, argv[3])
+      return ok
+    end
     local f, unit, ttl_text = {}, nil, nil
     local i = 4
     while i <= #argv do

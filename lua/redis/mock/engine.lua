@@ -179,6 +179,7 @@ function Engine:session(fields, mt)
   s.authenticated = not self:auth_required()
   s.channels = oset()
   s.patterns = oset()
+  s.chlist, s.ptlist = s.channels.list, s.patterns.list   -- never replaced
   -- Fields the per-request path reads, set to false rather than left nil:
   -- a nil field is looked up through the metatable chain on every read.
   s.multi, s.shard, s.blocked, s.closing = false, false, false, false
@@ -359,6 +360,8 @@ end
 -- Counts an error reply in INFO's errorstats (by its first word).
 local ERROR_MT = getmetatable(reply.error("x"))
 local STATUS_MT = getmetatable(reply.ok)
+local OK = reply.ok
+local BLOCK_MT = reply.BLOCK_MT
 local function count_error(e, r)
   local code = r[1]:match("^(%S+)") or "ERR"
   e.errstats[code] = (e.errstats[code] or 0) + 1
@@ -476,7 +479,7 @@ function Engine:dispatch(s, argv, counted)
   local fn = nm and nm[4]
   if fn and not counted and s.authenticated and not s.multi
     and not self.busy
-    and s.channels.list[1] == nil and s.patterns.list[1] == nil and not s.shard
+    and s.chlist[1] == nil and s.ptlist[1] == nil and not s.shard
     and next(s.handlers) == nil and next(self.handlers) == nil then
     local cmd = nm[3]
     local n, ar = #argv, cmd.arity
@@ -494,8 +497,8 @@ function Engine:dispatch(s, argv, counted)
       end
       -- Strings and numbers need no look at a metatable (a string's
       -- would be the string library's).
-      local mt = type(r) == "table" and getmetatable(r)
-      if mt and mt ~= STATUS_MT then r = self:finish(s, cmd, argv, r, mt)
+      local mt = r ~= OK and type(r) == "table" and getmetatable(r)
+      if mt == ERROR_MT or mt == BLOCK_MT then r = self:finish(s, cmd, argv, r, mt)
       else
         local notify = self.notify
         if notify and (notify.K or notify.E) then M.after_command(s, cmd, argv, r) end

@@ -228,16 +228,48 @@ end
 
 local encode = reply.encode
 
-local function process(conn, argv)
-  local srv = conn.server
-  local e = srv.engine
-  if argv[1] == nil then return end
-  -- The log is a ring of LOG_MAX entries.
+-- The log is a ring of LOG_MAX entries.
+local function log_request(srv, argv)
   local log = srv.history
   local at = log.next
   log[at] = argv
   log.next = at % LOG_MAX + 1
   if log.n < LOG_MAX then log.n = log.n + 1 end
+end
+
+-- Queues reply r of a request, or drops it under CLIENT REPLY OFF/SKIP;
+-- rule (or nil) is the scripting rule that matched the request.
+local function answer(conn, r, rule)
+  if conn.reply_off or conn.reply_skip then
+    -- CLIENT REPLY OFF/SKIP: the reply is dropped; pushes (subscription
+    -- confirmations) still go, as in Redis.
+    local kind = reply.kind(r)
+    local push = kind == "push" or (kind == "many" and reply.kind(r[1]) == "push")
+    if conn.reply_skip then
+      conn.reply_skip = conn.reply_skip - 1
+      if conn.reply_skip <= 0 then conn.reply_skip = false end
+    end
+    if not push then return end
+  end
+  local notify = conn.server.engine.notify
+  if notify and notify.x then conn.server:watch_expiry() end
+  if not rule then
+    add_bytes(conn, encode(r, conn.proto))
+    return
+  end
+  local item = { bytes = encode(r, conn.proto) }
+  item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
+  item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
+  item.close = rule.close
+  flush_batch(conn)
+  enqueue(conn, item)
+end
+
+local function process(conn, argv)
+  local srv = conn.server
+  local e = srv.engine
+  if argv[1] == nil then return end
+  log_request(srv, argv)
   local rule
   if conn.rules[1] or srv.rules[1] then
     rule = find_rule({ conn.rules, srv.rules }, argv, conn)
@@ -260,37 +292,7 @@ local function process(conn, argv)
   else
     r = e:dispatch(conn, argv)
   end
-  if conn.reply_off or conn.reply_skip then
-    -- CLIENT REPLY OFF/SKIP: the reply is dropped; pushes (subscription
-    -- confirmations) still go, as in Redis.
-    local kind = reply.kind(r)
-    local push = kind == "push" or (kind == "many" and reply.kind(r[1]) == "push")
-    if conn.reply_skip then
-      conn.reply_skip = conn.reply_skip - 1
-      if conn.reply_skip <= 0 then conn.reply_skip = nil end
-    end
-    if not push then return end
-  end
-  local notify = e.notify
-  if notify and notify.x then srv:watch_expiry() end
-  if not rule then
-    local bytes = encode(r, conn.proto)
-    local b = conn.batch
-    if b then
-      local n = b.n + 1
-      b.n = n
-      b[n] = bytes
-    else
-      enqueue(conn, { bytes = bytes })
-    end
-    return
-  end
-  local item = { bytes = reply.encode(r, conn.proto) }
-  item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
-  item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
-  item.close = rule.close
-  flush_batch(conn)
-  enqueue(conn, item)
+  answer(conn, r, rule)
 end
 
 -- Redis's limits for a client that has not authenticated yet: more than
@@ -335,8 +337,12 @@ end
 -- the reader, as Redis leaves them in the query buffer). Runs in the
 -- connection's task, or in a task resuming a connection a blocking
 -- command has released; never twice at once for one connection.
+-- The loop of run_requests. Without scripting rules a request takes
+-- the short way: process() and answer() with the branches for rules and
+-- dropped replies left out.
 local function answer_all(conn)
-  local reader = conn.reader
+  local reader, srv = conn.reader, conn.server
+  local e = srv.engine
   while not conn.closed and not conn.closing and not conn.blocked do
     local argv, perr = reader:next()
     if not argv then
@@ -346,10 +352,31 @@ local function answer_all(conn)
       end
       break
     end
-    process(conn, argv)
+    if argv[1] == nil then
+      -- an empty request: no reply
+    elseif conn.rules[1] or srv.rules[1] then
+      process(conn, argv)
+    else
+      local log = srv.history
+      local at = log.next
+      log[at] = argv
+      log.next = at % LOG_MAX + 1
+      if log.n < LOG_MAX then log.n = log.n + 1 end
+      local r = e:dispatch(conn, argv)
+      if conn.reply_off or conn.reply_skip then
+        answer(conn, r)
+      else
+        local notify = e.notify
+        if notify and notify.x then srv:watch_expiry() end
+        local b = conn.batch
+        local n = b.n + 1
+        b.n = n
+        b[n] = encode(r, conn.proto)
+      end
+    end
     if conn.blocked then
       flush_batch(conn)
-      conn.server:watch_blocks()
+      srv:watch_blocks()
     end
   end
 end

@@ -2,8 +2,8 @@
 # Pipelined throughput of redis.mock beside a real redis-server, in the
 # same run: starts both on free loopback ports, runs redis-benchmark
 # against each (one after the other, so they do not share the CPU), prints
-# requests/s per command and the mock's share of the real figure, and
-# stops both by PID.
+# requests/s per command, the mock's share of the real figure and the
+# mock's CPU time per request, and stops both by PID.
 #
 #   tools/mock-bench.sh [runs]
 #
@@ -45,30 +45,48 @@ done
 mock_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/mock.out")
 
 # "SET: 123456.78 requests per second, p50=..." -> "SET 123456"
-bench() { # port
-  redis-benchmark -p "$1" -P "$pipe" -q -n "$n" -t "$tests" 2>/dev/null \
+bench() { # port tests
+  redis-benchmark -p "$1" -P "$pipe" -q -n "$n" -t "$2" 2>/dev/null \
     | tr '\r' '\n' | sed -n 's/^\([A-Z_]*\)[^:]*: \([0-9]*\)[.0-9]* requests per second.*/\1 \2/p'
+}
+
+# CPU time (user + system, clock ticks) the mock process has used.
+ticks() { awk '{ print $14 + $15 }' "/proc/$mock_pid/stat"; }
+hz=$(getconf CLK_TCK)
+
+# The mock one command at a time, so its CPU time per request can be
+# taken as well (a figure that other load on the machine moves less than
+# requests/s): lines "SET 123456 2.41".
+bench_mock() {
+  for t in $(echo "$tests" | tr , ' '); do
+    t0=$(ticks)
+    line=$(bench "$mock_port" "$t")
+    t1=$(ticks)
+    [ -n "$line" ] && echo "$line $(awk "BEGIN { printf \"%.2f\", ($t1 - $t0) * 1e6 / $hz / $n }")"
+  done
 }
 
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); redis-benchmark -P $pipe -n $n -t $tests; $runs run(s)"
 r=1
 while [ "$r" -le "$runs" ]; do
-  bench "$mock_port" > "$out/mock.$r"
-  bench "$real_port" > "$out/real.$r"
+  bench_mock > "$out/mock.$r"
+  bench "$real_port" "$tests" > "$out/real.$r"
   r=$((r + 1))
 done
 
-# Median per command over the runs (the middle value, the lower of two).
-median() { # kind command
-  cat "$out/$1".* | awk -v c="$2" '$1 == c { print $2 }' | sort -n \
+# Median per command over the runs (the middle value, the lower of two)
+# of column col.
+median() { # kind command [col]
+  cat "$out/$1".* | awk -v c="$2" -v k="${3:-2}" '$1 == c { print $k }' | sort -n \
     | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print 0 }'
 }
 
-printf '%-8s %10s %10s %7s\n' command mock real mock/real
+printf '%-8s %10s %10s %9s %14s\n' command mock real mock/real "mock cpu us/req"
 for c in $(awk '{ print $1 }' "$out/mock.1"); do
   m=$(median mock "$c")
   rl=$(median real "$c")
-  printf '%-8s %10d %10d %6s%%\n' "$c" "$m" "$rl" \
-    "$(awk "BEGIN { if ($rl > 0) printf \"%.0f\", 100 * $m / $rl; else print 0 }")"
+  printf '%-8s %10d %10d %8s%% %14s\n' "$c" "$m" "$rl" \
+    "$(awk "BEGIN { if ($rl > 0) printf \"%.0f\", 100 * $m / $rl; else print 0 }")" \
+    "$(median mock "$c" 3)"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -10,6 +10,7 @@ local lower = util.lower
 
 local INT_MAX = math.maxinteger
 local INT_MIN = math.mininteger
+local tostring = tostring
 
 return function(E)
   local def = E.def

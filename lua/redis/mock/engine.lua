@@ -17,6 +17,9 @@ local reply = require("redis.mock.reply")
 local store = require("redis.mock.store")
 local util = require("redis.mock.util")
 
+-- Globals the per-request path uses, as locals (a global is a table look-up).
+local next, pcall, type, getmetatable = next, pcall, type, getmetatable
+
 local M = {}
 
 local err = reply.error
@@ -79,6 +82,20 @@ M.oset = oset
 local Engine = {}
 Engine.__index = Engine
 
+-- A handlers table notes in owner.hmaybe that it may hold an entry: a
+-- new key, however it is set, passes through __newindex. The per-request
+-- path looks into the table only then.
+local function watched_handlers(owner, t)
+  owner.hmaybe = next(t) ~= nil or getmetatable(t) ~= nil
+  if getmetatable(t) == nil then
+    setmetatable(t, { __newindex = function(h, k, v)
+      owner.hmaybe = true
+      rawset(h, k, v)
+    end })
+  end
+  return t
+end
+
 -- The default clock: real time with sub-second precision when lev is
 -- there (its monotonic clock), whole seconds otherwise.
 local function default_clock()
@@ -121,7 +138,7 @@ function M.new(opts)
   e.password = opts.password
   e.users = {}
   for name, pass in pairs(opts.users or {}) do e.users[name] = pass end
-  e.handlers = {}
+  e.handlers = watched_handlers(e, {})
   for name, fn in pairs(opts.handlers or {}) do e.handlers[name:upper()] = fn end
   e.version = opts.version or "7.0.15"
   e.sessions = {}
@@ -185,7 +202,7 @@ function Engine:session(fields, mt)
   s.multi, s.shard, s.blocked, s.closing = false, false, false, false
   s.reply_off, s.reply_skip = false, false
   s.watched = {}
-  s.handlers = s.handlers or {}
+  s.handlers = watched_handlers(s, s.handlers or {})
   s.created = self.clock()
   s.last = s.created
   s.addr = s.addr or "127.0.0.1:0"
@@ -480,7 +497,8 @@ function Engine:dispatch(s, argv, counted)
   if fn and not counted and s.authenticated and not s.multi
     and not self.busy
     and s.chlist[1] == nil and s.ptlist[1] == nil and not s.shard
-    and next(s.handlers) == nil and next(self.handlers) == nil then
+    and (not s.hmaybe or next(s.handlers) == nil)
+    and (not self.hmaybe or next(self.handlers) == nil) then
     local cmd = nm[3]
     local n, ar = #argv, cmd.arity
     if ar == n or (ar < 0 and n >= -ar) then

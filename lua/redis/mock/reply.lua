@@ -12,6 +12,9 @@
 -- tagged value whatever fields it has.
 local M = {}
 
+-- Globals the per-request path uses, as locals (a global is a table look-up).
+local type, getmetatable, math_type = type, getmetatable, math.type
+
 local KIND = {}      -- metatable -> kind name
 local MT = {}        -- kind name -> metatable
 
@@ -120,7 +123,7 @@ encode = function(out, v, proto)
   if ty == "string" then
     out[#out + 1] = "$" .. #v .. "\r\n" .. v .. "\r\n"
   elseif ty == "number" then
-    if math.type(v) == "integer" then
+    if math_type(v) == "integer" then
       out[#out + 1] = ":" .. v .. "\r\n"
     else
       encode(out, M.double(v), proto)
@@ -211,12 +214,12 @@ function M.encode(v, proto)
     if n < CACHED then return BULK_HEAD[n] .. v .. "\r\n" end
     return "$" .. n .. "\r\n" .. v .. "\r\n"
   end
-  if ty == "number" and math.type(v) == "integer" then
+  if ty == "number" and math_type(v) == "integer" then
     if v >= 0 and v < CACHED then return INT_BYTES[v] end
     return ":" .. v .. "\r\n"
   end
+  if v == OK then return "+OK\r\n" end
   if ty == "table" and getmetatable(v) == STATUS_MT then
-    if v == OK then return "+OK\r\n" end
     return "+" .. v[1] .. "\r\n"
   end
   local out = {}

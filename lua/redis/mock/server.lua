@@ -12,6 +12,9 @@
 local engine_mod = require("redis.mock.engine")
 local reply = require("redis.mock.reply")
 
+-- Globals the per-request path uses, as locals (a global is a table look-up).
+local pcall, type = pcall, type
+
 local M = {}
 
 local Session = engine_mod.Session

@@ -28,6 +28,7 @@
 #define EXPORT __attribute__((visibility("default")))
 #define CLIENT_MT "redis.client"
 #define READER_MT "redis.reader"
+#define OUTBUF_MT "redis.outbuf"
 /* read() backlog (replies nobody asked for: pub/sub messages, RESP3
  * pushes) that pauses reading the socket; reading resumes below half.
  * Nothing is dropped. */
@@ -2355,6 +2356,81 @@ static int reader_gc(lua_State *L) {
   return 0;
 }
 
+/* core.outbuf() -> a byte buffer collecting RESP replies (the mock
+ * server's batch of replies): add(bytes), bulk(s) and int(n) append the
+ * bytes of a reply without making a Lua string for it, take() returns
+ * everything collected as one string and empties the buffer. */
+typedef struct loutbuf {
+  buf b;
+} loutbuf;
+
+static int l_outbuf(lua_State *L) {
+  loutbuf *o = (loutbuf *)lua_newuserdatauv(L, sizeof(*o), 0);
+  buf_init(&o->b);
+  luaL_setmetatable(L, OUTBUF_MT);
+  return 1;
+}
+
+static loutbuf *check_outbuf(lua_State *L) {
+  return (loutbuf *)luaL_checkudata(L, 1, OUTBUF_MT);
+}
+
+static int outbuf_add(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (buf_append(&o->b, p, n) != 0)
+    return luaL_error(L, "outbuf: out of memory");
+  return 0;
+}
+
+/* A bulk string: $<len>\r\n<bytes>\r\n. */
+static int outbuf_bulk(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (buf_reserve(&o->b, n + 32) != 0)
+    return luaL_error(L, "outbuf: out of memory");
+  buf_append_char(&o->b, '$');
+  buf_append_int(&o->b, (int64_t)n);
+  buf_append(&o->b, "\r\n", 2);
+  buf_append(&o->b, p, n);
+  buf_append(&o->b, "\r\n", 2);
+  return 0;
+}
+
+/* An integer: :<n>\r\n. */
+static int outbuf_int(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  lua_Integer v = luaL_checkinteger(L, 2);
+  if (buf_reserve(&o->b, 32) != 0)
+    return luaL_error(L, "outbuf: out of memory");
+  buf_append_char(&o->b, ':');
+  buf_append_int(&o->b, (int64_t)v);
+  buf_append(&o->b, "\r\n", 2);
+  return 0;
+}
+
+/* The bytes collected (nil when none); the buffer is emptied, and its
+ * memory released when one batch made it large. */
+static int outbuf_take(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  if (o->b.len == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, o->b.data, o->b.len);
+  buf_reset(&o->b, 1 << 16);
+  return 1;
+}
+
+static int outbuf_gc(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  buf_free(&o->b);
+  buf_init(&o->b);
+  return 0;
+}
+
 /* core.encode(arg1, ...) -> the RESP bytes of a command. */
 static int l_encode(lua_State *L) {
   int top = lua_gettop(L), i;
@@ -2506,6 +2582,21 @@ int luaopen_redis_core(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
+  if (luaL_newmetatable(L, OUTBUF_MT)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, outbuf_add);
+    lua_setfield(L, -2, "add");
+    lua_pushcfunction(L, outbuf_bulk);
+    lua_setfield(L, -2, "bulk");
+    lua_pushcfunction(L, outbuf_int);
+    lua_setfield(L, -2, "int");
+    lua_pushcfunction(L, outbuf_take);
+    lua_setfield(L, -2, "take");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, outbuf_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
 
   lua_newtable(L);
   lua_pushvalue(L, clients);
@@ -2515,6 +2606,8 @@ int luaopen_redis_core(lua_State *L) {
   lua_setfield(L, -2, "methods");
   lua_pushcfunction(L, l_reader);
   lua_setfield(L, -2, "reader");
+  lua_pushcfunction(L, l_outbuf);
+  lua_setfield(L, -2, "outbuf");
   lua_pushcfunction(L, l_encode);
   lua_setfield(L, -2, "encode");
   lua_pushlightuserdata(L, NULL);

@@ -13,7 +13,11 @@ local engine_mod = require("redis.mock.engine")
 local reply = require("redis.mock.reply")
 
 -- Globals the per-request path uses, as locals (a global is a table look-up).
-local pcall, type = pcall, type
+local pcall, type, math_type = pcall, type, math.type
+
+-- The outbuf's methods, called directly in the per-request loop.
+local outbuf = getmetatable(require("redis.core").outbuf()).__index
+local ob_add, ob_bulk, ob_int = outbuf.add, outbuf.bulk, outbuf.int
 
 local M = {}
 
@@ -151,25 +155,23 @@ local function enqueue(conn, item)
   drain(conn)
 end
 
--- Replies of one batch of requests collect in conn.batch and leave in one
--- write (flush_batch); a reply with effects (delay, split ...) first
--- flushes what is collected, so bytes keep their order.
+-- Replies of one batch of requests collect in conn.batch (a redis.core
+-- outbuf, which appends a reply's bytes without making a Lua string of
+-- each) and leave in one write (flush_batch); a reply with effects
+-- (delay, split ...) first flushes what is collected, so bytes keep their
+-- order.
 local function flush_batch(conn)
   local b = conn.batch
-  if b and b.n > 0 then
-    local bytes = table.concat(b, "", 1, b.n)
-    for i = 1, b.n do b[i] = nil end
-    b.n = 0
-    enqueue(conn, { bytes = bytes })
+  if b then
+    local bytes = b:take()
+    if bytes then enqueue(conn, { bytes = bytes }) end
   end
 end
 
 local function add_bytes(conn, bytes)
   local b = conn.batch
   if b then
-    local n = b.n + 1
-    b.n = n
-    b[n] = bytes
+    b:add(bytes)
   else
     enqueue(conn, { bytes = bytes })
   end
@@ -371,10 +373,14 @@ local function answer_all(conn)
       else
         local notify = e.notify
         if notify and notify.x then srv:watch_expiry() end
-        local b = conn.batch
-        local n = b.n + 1
-        b.n = n
-        b[n] = encode(r, conn.proto)
+        local ty = type(r)
+        if ty == "string" then
+          ob_bulk(conn.batch, r)
+        elseif ty == "number" and math_type(r) == "integer" then
+          ob_int(conn.batch, r)
+        else
+          ob_add(conn.batch, encode(r, conn.proto))
+        end
       end
     end
     if conn.blocked then
@@ -486,7 +492,7 @@ local function serve(srv, stream)
     rules = {},
     handlers = {},
     queue = { first = 1, last = 0 },
-    batch_buf = { n = 0 },
+    batch_buf = srv.core.outbuf(),
     batch = false,
     closed = false,
     processing = false,

@@ -2311,8 +2311,20 @@ static int reader_feed(lua_State *L) {
 /* Requests of up to this many arguments are read the quick way. */
 #define READER_QUICK_ARGS 16
 
+/* The userdata at 1 if its metatable is the one in upvalue 1 (what
+ * luaL_checkudata does, without looking the metatable up by name: these
+ * run once per request). */
+static void *check_self(lua_State *L, const char *tname) {
+  void *p = lua_touserdata(L, 1);
+  if (p == NULL || !lua_getmetatable(L, 1) ||
+      !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, tname);
+  lua_pop(L, 1);
+  return p;
+}
+
 static int reader_next(lua_State *L) {
-  lreader *r = (lreader *)luaL_checkudata(L, 1, READER_MT);
+  lreader *r = (lreader *)check_self(L, READER_MT);
   resp_reply rep;
   int st;
   if (r->request) {
@@ -2372,7 +2384,7 @@ static int l_outbuf(lua_State *L) {
 }
 
 static loutbuf *check_outbuf(lua_State *L) {
-  return (loutbuf *)luaL_checkudata(L, 1, OUTBUF_MT);
+  return (loutbuf *)check_self(L, OUTBUF_MT);
 }
 
 static int outbuf_add(lua_State *L) {
@@ -2573,7 +2585,8 @@ int luaopen_redis_core(lua_State *L) {
     lua_newtable(L);
     lua_pushcfunction(L, reader_feed);
     lua_setfield(L, -2, "feed");
-    lua_pushcfunction(L, reader_next);
+    lua_pushvalue(L, -2); /* reader_next checks self against it */
+    lua_pushcclosure(L, reader_next, 1);
     lua_setfield(L, -2, "next");
     lua_pushcfunction(L, reader_pending);
     lua_setfield(L, -2, "pending");
@@ -2583,17 +2596,15 @@ int luaopen_redis_core(lua_State *L) {
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, OUTBUF_MT)) {
+    static const luaL_Reg outbuf_methods[] = {
+        {"add", outbuf_add}, {"bulk", outbuf_bulk}, {"int", outbuf_int},
+        {"take", outbuf_take}, {NULL, NULL}};
     lua_newtable(L);
-    lua_pushcfunction(L, outbuf_add);
-    lua_setfield(L, -2, "add");
-    lua_pushcfunction(L, outbuf_bulk);
-    lua_setfield(L, -2, "bulk");
-    lua_pushcfunction(L, outbuf_int);
-    lua_setfield(L, -2, "int");
-    lua_pushcfunction(L, outbuf_take);
-    lua_setfield(L, -2, "take");
+    lua_pushvalue(L, -2); /* each method checks self against it */
+    luaL_setfuncs(L, outbuf_methods, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, outbuf_gc);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, outbuf_gc, 1);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

@@ -71,6 +71,12 @@ describe("redis.mock quick paths", function()
     local big = ("z"):rep(200000)
     b:bulk(big)
     assert.are.equal(mock.encode(big), b:take())
+    -- The methods check what they are called on.
+    local reader = core.reader({ request = true })
+    assert.has_error(function() b.add(reader, "x") end)
+    assert.has_error(function() b.int({}, 1) end)
+    assert.has_error(function() reader.next(b) end)
+    assert.has_error(function() b:int(1.5) end)
   end)
 
   it("answers bulk, integer and other replies of a batch in order", function()

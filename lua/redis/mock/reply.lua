@@ -96,7 +96,7 @@ M.null = setmetatable({}, MT.null)              -- $-1 / _
 M.null_array = setmetatable({}, MT.null_array)  -- *-1 / _
 M.noreply = setmetatable({}, MT.noreply)        -- nothing at all
 M.ok = M.status("OK")
-local OK = M.ok
+local OK, NULL = M.ok, M.null
 
 -- Redis 7.0 formats doubles with "%.17g"; infinities are spelled out
 -- because libc spellings vary, and NaN has one spelling.
@@ -219,6 +219,7 @@ function M.encode(v, proto)
     return ":" .. v .. "\r\n"
   end
   if v == OK then return "+OK\r\n" end
+  if v == NULL then return proto == 3 and "_\r\n" or "$-1\r\n" end
   if ty == "table" and getmetatable(v) == STATUS_MT then
     return "+" .. v[1] .. "\r\n"
   end

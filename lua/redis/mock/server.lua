@@ -348,8 +348,9 @@ end
 local function answer_all(conn)
   local reader, srv = conn.reader, conn.server
   local e = srv.engine
+  local next_request, dispatch = reader.next, e.dispatch
   while not conn.closed and not conn.closing and not conn.blocked do
-    local argv, perr = reader:next()
+    local argv, perr = next_request(reader)
     if not argv then
       if perr then
         flush_batch(conn)
@@ -367,7 +368,7 @@ local function answer_all(conn)
       log[at] = argv
       log.next = at % LOG_MAX + 1
       if log.n < LOG_MAX then log.n = log.n + 1 end
-      local r = e:dispatch(conn, argv)
+      local r = dispatch(e, conn, argv)
       if conn.reply_off or conn.reply_skip then
         answer(conn, r)
       else

@@ -28,6 +28,7 @@
 #define EXPORT __attribute__((visibility("default")))
 #define CLIENT_MT "redis.client"
 #define READER_MT "redis.reader"
+#define OUTBUF_MT "redis.outbuf"
 /* read() backlog (replies nobody asked for: pub/sub messages, RESP3
  * pushes) that pauses reading the socket; reading resumes below half.
  * Nothing is dropped. */
@@ -2318,10 +2319,39 @@ static int reader_feed(lua_State *L) {
   return 0;
 }
 
+/* Requests of up to this many arguments are read the quick way. */
+#define READER_QUICK_ARGS 16
+
+/* The userdata at 1 if its metatable is the one in upvalue 1 (what
+ * luaL_checkudata does, without looking the metatable up by name: these
+ * run once per request). */
+static void *check_self(lua_State *L, const char *tname) {
+  void *p = lua_touserdata(L, 1);
+  if (p == NULL || !lua_getmetatable(L, 1) ||
+      !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, tname);
+  lua_pop(L, 1);
+  return p;
+}
+
 static int reader_next(lua_State *L) {
-  lreader *r = (lreader *)luaL_checkudata(L, 1, READER_MT);
+  lreader *r = (lreader *)check_self(L, READER_MT);
   resp_reply rep;
-  int st = resp_reader_next(&r->rd, &rep);
+  int st;
+  if (r->request) {
+    resp_span args[READER_QUICK_ARGS];
+    const char *base;
+    int i, n = resp_reader_next_args(&r->rd, &base, args, READER_QUICK_ARGS);
+    if (n > 0) {
+      lua_createtable(L, n, 0);
+      for (i = 0; i < n; i++) {
+        lua_pushlstring(L, base + args[i].off, args[i].len);
+        lua_rawseti(L, -2, i + 1);
+      }
+      return 1;
+    }
+  }
+  st = resp_reader_next(&r->rd, &rep);
   if (st == RESP_OK) {
     if (r->request)
       reply_push_argv(L, &rep);
@@ -2346,6 +2376,81 @@ static int reader_gc(lua_State *L) {
   lreader *r = (lreader *)luaL_checkudata(L, 1, READER_MT);
   resp_reader_free(&r->rd);
   resp_reader_init(&r->rd, NULL, 0);
+  return 0;
+}
+
+/* core.outbuf() -> a byte buffer collecting RESP replies (the mock
+ * server's batch of replies): add(bytes), bulk(s) and int(n) append the
+ * bytes of a reply without making a Lua string for it, take() returns
+ * everything collected as one string and empties the buffer. */
+typedef struct loutbuf {
+  buf b;
+} loutbuf;
+
+static int l_outbuf(lua_State *L) {
+  loutbuf *o = (loutbuf *)lua_newuserdatauv(L, sizeof(*o), 0);
+  buf_init(&o->b);
+  luaL_setmetatable(L, OUTBUF_MT);
+  return 1;
+}
+
+static loutbuf *check_outbuf(lua_State *L) {
+  return (loutbuf *)check_self(L, OUTBUF_MT);
+}
+
+static int outbuf_add(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (buf_append(&o->b, p, n) != 0)
+    return luaL_error(L, "outbuf: out of memory");
+  return 0;
+}
+
+/* A bulk string: $<len>\r\n<bytes>\r\n. */
+static int outbuf_bulk(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (buf_reserve(&o->b, n + 32) != 0)
+    return luaL_error(L, "outbuf: out of memory");
+  buf_append_char(&o->b, '$');
+  buf_append_int(&o->b, (int64_t)n);
+  buf_append(&o->b, "\r\n", 2);
+  buf_append(&o->b, p, n);
+  buf_append(&o->b, "\r\n", 2);
+  return 0;
+}
+
+/* An integer: :<n>\r\n. */
+static int outbuf_int(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  lua_Integer v = luaL_checkinteger(L, 2);
+  if (buf_reserve(&o->b, 32) != 0)
+    return luaL_error(L, "outbuf: out of memory");
+  buf_append_char(&o->b, ':');
+  buf_append_int(&o->b, (int64_t)v);
+  buf_append(&o->b, "\r\n", 2);
+  return 0;
+}
+
+/* The bytes collected (nil when none); the buffer is emptied, and its
+ * memory released when one batch made it large. */
+static int outbuf_take(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  if (o->b.len == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, o->b.data, o->b.len);
+  buf_reset(&o->b, 1 << 16);
+  return 1;
+}
+
+static int outbuf_gc(lua_State *L) {
+  loutbuf *o = check_outbuf(L);
+  buf_free(&o->b);
+  buf_init(&o->b);
   return 0;
 }
 
@@ -2491,12 +2596,26 @@ int luaopen_redis_core(lua_State *L) {
     lua_newtable(L);
     lua_pushcfunction(L, reader_feed);
     lua_setfield(L, -2, "feed");
-    lua_pushcfunction(L, reader_next);
+    lua_pushvalue(L, -2); /* reader_next checks self against it */
+    lua_pushcclosure(L, reader_next, 1);
     lua_setfield(L, -2, "next");
     lua_pushcfunction(L, reader_pending);
     lua_setfield(L, -2, "pending");
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, reader_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, OUTBUF_MT)) {
+    static const luaL_Reg outbuf_methods[] = {
+        {"add", outbuf_add}, {"bulk", outbuf_bulk}, {"int", outbuf_int},
+        {"take", outbuf_take}, {NULL, NULL}};
+    lua_newtable(L);
+    lua_pushvalue(L, -2); /* each method checks self against it */
+    luaL_setfuncs(L, outbuf_methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, outbuf_gc, 1);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
@@ -2509,6 +2628,8 @@ int luaopen_redis_core(lua_State *L) {
   lua_setfield(L, -2, "methods");
   lua_pushcfunction(L, l_reader);
   lua_setfield(L, -2, "reader");
+  lua_pushcfunction(L, l_outbuf);
+  lua_setfield(L, -2, "outbuf");
   lua_pushcfunction(L, l_encode);
   lua_setfield(L, -2, "encode");
   lua_pushlightuserdata(L, NULL);

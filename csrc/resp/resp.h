@@ -166,6 +166,19 @@ int resp_reader_feed(resp_reader *r, const void *data, size_t n);
 int resp_reader_next(resp_reader *r, resp_reply *out);
 /* Text of the sticky error, e.g. "protocol error: invalid bulk length". */
 const char *resp_reader_error(const resp_reader *r);
+/* Where one argument of a request lies: base + off, len bytes. */
+typedef struct resp_span {
+  size_t off, len;
+} resp_span;
+/* The quick way for a request reader: when the unparsed input starts with
+ * a whole, plain request of 1 to max short bulk strings (what clients
+ * send), consumes it and returns its argument count, args[] and *base
+ * saying where the bytes are (valid until the next feed). Returns 0 for
+ * anything else (an incomplete request, an inline one, an unusual
+ * spelling, an error to report): resp_reader_next then decides, as if
+ * this had not been called. */
+int resp_reader_next_args(resp_reader *r, const char **base, resp_span *args,
+                          int max);
 /* Bytes received but not yet returned as replies. */
 size_t resp_reader_pending(const resp_reader *r);
 /* Bytes the reader would like to receive next (a whole pending bulk

@@ -1046,6 +1046,64 @@ static int value_done(resp_reader *r) {
   return 1;
 }
 
+/* Arguments longer than this take the general way. */
+#define ARG_QUICK_MAX 65535
+
+/* Reads "<digits>\r\n" at *pp (before end), the number at most cap; no
+ * leading zeros (the general parser decides those). 1 on success. */
+static int quick_count(const char **pp, const char *end, size_t cap,
+                       size_t *out) {
+  const char *p = *pp;
+  size_t v = 0;
+  if (p >= end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < end &&
+                                           p[1] != '\r'))
+    return 0;
+  while (p < end && *p >= '0' && *p <= '9') {
+    v = v * 10 + (size_t)(*p - '0');
+    if (v > cap)
+      return 0;
+    p++;
+  }
+  if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+    return 0;
+  *pp = p + 2;
+  *out = v;
+  return 1;
+}
+
+int resp_reader_next_args(resp_reader *r, const char **base, resp_span *args,
+                          int max) {
+  const char *p, *end;
+  size_t n, i, len;
+
+  if (r->err || !(r->flags & RESP_READER_REQUEST) || r->depth != 0 ||
+      r->nnodes != 0 || r->pending_bulk || r->pos != r->start ||
+      r->lim.max_reply != 0 || r->lim.max_bulk < ARG_QUICK_MAX ||
+      r->lim.max_elements < max || r->lim.max_depth < 1)
+    return 0;
+  p = r->buf + r->start;
+  end = r->buf + r->len;
+  if (p >= end || *p != '*')
+    return 0;
+  p++;
+  if (!quick_count(&p, end, (size_t)max, &n) || n == 0)
+    return 0;
+  for (i = 0; i < n; i++) {
+    if (p >= end || *p != '$')
+      return 0;
+    p++;
+    if (!quick_count(&p, end, ARG_QUICK_MAX, &len) ||
+        (size_t)(end - p) < len + 2 || p[len] != '\r' || p[len + 1] != '\n')
+      return 0;
+    args[i].off = (size_t)(p - r->buf);
+    args[i].len = len;
+    p += len + 2;
+  }
+  *base = r->buf;
+  r->start = r->pos = r->scan = (size_t)(p - r->buf);
+  return (int)n;
+}
+
 int resp_reader_next(resp_reader *r, resp_reply *out) {
   int rc;
 

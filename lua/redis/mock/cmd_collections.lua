@@ -182,6 +182,29 @@ return function(E)
   local function list_len(l) return l.tail - l.head + 1 end
   local function list_at(l, i) return l[l.head + i] end   -- 0-based
 
+  -- Puts v in front of list l. Items stay at positive indices: when head
+  -- reaches 1 they move up by half their count (at least 16), which keeps
+  -- the table more than half full from index 1, so Lua holds the items in
+  -- its array part (indices below 1 would go to the slower hash part,
+  -- where a long list made LPUSH about a third slower than RPUSH). The
+  -- moves cost O(1) per push on average.
+  local function lpush_one(l, v)
+    local head = l.head
+    if head <= 1 then
+      local tail = l.tail
+      local shift = (tail - head + 1) // 2 + 16
+      for i = tail, head, -1 do l[i + shift] = l[i] end
+      local last = head + shift - 1
+      if last > tail then last = tail end
+      for i = head, last do l[i] = nil end
+      head, l.tail = head + shift, tail + shift
+    end
+    head = head - 1
+    l[head] = v
+    l.head = head
+  end
+  E.lpush_one = lpush_one
+
   local function push(s, argv, left)
     local l, e = typed(s, argv[2], "list")
     if l == false then return e end
@@ -191,8 +214,7 @@ return function(E)
     end
     for i = 3, #argv do
       if left then
-        l.head = l.head - 1
-        l[l.head] = argv[i]
+        lpush_one(l, argv[i])
       else
         l.tail = l.tail + 1
         l[l.tail] = argv[i]
@@ -218,6 +240,17 @@ return function(E)
     if l == false then return e end
     if not l then return count and reply.null_array or reply.null end
     if count == 0 then return {} end
+    if not count and list_len(l) > 1 then
+      -- One item from a list that stays: no array to build.
+      local v
+      if left then
+        v = l[l.head]; l[l.head] = nil; l.head = l.head + 1
+      else
+        v = l[l.tail]; l[l.tail] = nil; l.tail = l.tail - 1
+      end
+      s.db:touch(argv[2])
+      return v
+    end
     local out = {}
     for _ = 1, count or 1 do
       if list_len(l) == 0 then break end

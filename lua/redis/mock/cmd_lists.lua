@@ -37,8 +37,7 @@ return function(E)
 
   local function push_one(l, v, left)
     if left then
-      l.head = l.head - 1
-      l[l.head] = v
+      E.lpush_one(l, v)
     else
       l.tail = l.tail + 1
       l[l.tail] = v

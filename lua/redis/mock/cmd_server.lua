@@ -292,7 +292,7 @@ return function(E)
   def{ "client|reply", 3, function(s, argv)
     local mode = lower(argv[3])
     if mode == "on" then
-      s.reply_off, s.reply_skip = false, nil
+      s.reply_off, s.reply_skip = false, false
       return ok
     elseif mode == "off" then
       s.reply_off = true

@@ -10,6 +10,7 @@ local lower = util.lower
 
 local INT_MAX = math.maxinteger
 local INT_MIN = math.mininteger
+local tostring = tostring
 
 return function(E)
   local def = E.def
@@ -78,6 +79,14 @@ return function(E)
   end
 
   def{ "set", -3, function(s, argv)
+    if argv[4] == nil then
+      -- SET key value: set_generic without options (the lookup stays, as
+      -- Redis's: it expires a key whose time has come).
+      local key = argv[2]
+      s.db:lookup(key)
+      put_string(s, key, argv[3])
+      return ok
+    end
     local f, unit, ttl_text = {}, nil, nil
     local i = 4
     while i <= #argv do
@@ -164,11 +173,12 @@ return function(E)
   end }
 
   local function incr_by(s, key, by)
-    local v, e = get_string(s, key)
-    if v == false then return e end
+    local db = s.db
+    local obj = db:lookup(key)
     local cur = 0
-    if v ~= nil then
-      cur = util.int(v)
+    if obj then
+      if obj.type ~= "string" then return util.WRONGTYPE end
+      cur = util.int(obj.value)
       if not cur then return util.NOT_INTEGER end
     end
     if (by < 0 and cur < 0 and by < INT_MIN - cur)
@@ -176,7 +186,13 @@ return function(E)
       return util.OVERFLOW
     end
     local new = cur + by
-    put_string(s, key, tostring(new), true)
+    if obj then
+      -- put_string's in-place update, deadline kept
+      obj.value = tostring(new)
+      db:touch(key)
+    else
+      put_string(s, key, tostring(new), true)
+    end
     return new
   end
 

@@ -138,7 +138,30 @@ return function(E)
     return f.ch and (added + updated) or added
   end
 
-  def{ "zadd", -4, function(s, argv) return zadd_generic(s, argv, {}, 3) end }
+  -- ZADD key score member, the usual form: no options to read (a score
+  -- is never an option word), one element.
+  local NO_FLAGS = {}
+  local function zadd_plain(s, argv, score)
+    local key = argv[2]
+    local z, e = typed(s, key)
+    if z == false then return e end
+    if not z then
+      z = { type = "zset", scores = {}, sorted = {} }
+      s.db:put(key, z)
+    end
+    local out = zadd_one(z, score, argv[4], NO_FLAGS)
+    if out == "added" or out == "updated" then
+      s.db:touch(key)
+      E.notify(s, "z", "zadd", key)
+    end
+    return out == "added" and 1 or 0
+  end
+
+  def{ "zadd", -4, function(s, argv)
+    local score = argv[5] == nil and util.double(argv[3])
+    if score then return zadd_plain(s, argv, score) end
+    return zadd_generic(s, argv, {}, 3)
+  end }
 
   def{ "zincrby", 4, function(s, argv)
     return zadd_generic(s, { argv[1], argv[2], argv[3], argv[4] }, { incr = true }, 3)

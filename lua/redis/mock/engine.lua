@@ -17,6 +17,9 @@ local reply = require("redis.mock.reply")
 local store = require("redis.mock.store")
 local util = require("redis.mock.util")
 
+-- Globals the per-request path uses, as locals (a global is a table look-up).
+local next, pcall, type, getmetatable = next, pcall, type, getmetatable
+
 local M = {}
 
 local err = reply.error
@@ -79,6 +82,20 @@ M.oset = oset
 local Engine = {}
 Engine.__index = Engine
 
+-- A handlers table notes in owner.hmaybe that it may hold an entry: a
+-- new key, however it is set, passes through __newindex. The per-request
+-- path looks into the table only then.
+local function watched_handlers(owner, t)
+  owner.hmaybe = next(t) ~= nil or getmetatable(t) ~= nil
+  if getmetatable(t) == nil then
+    setmetatable(t, { __newindex = function(h, k, v)
+      owner.hmaybe = true
+      rawset(h, k, v)
+    end })
+  end
+  return t
+end
+
 -- The default clock: real time with sub-second precision when lev is
 -- there (its monotonic clock), whole seconds otherwise.
 local function default_clock()
@@ -121,7 +138,7 @@ function M.new(opts)
   e.password = opts.password
   e.users = {}
   for name, pass in pairs(opts.users or {}) do e.users[name] = pass end
-  e.handlers = {}
+  e.handlers = watched_handlers(e, {})
   for name, fn in pairs(opts.handlers or {}) do e.handlers[name:upper()] = fn end
   e.version = opts.version or "7.0.15"
   e.sessions = {}
@@ -132,6 +149,7 @@ function M.new(opts)
   e.pattern_order = oset()
   e.started = e.clock()
   e.errors = {}
+  e.busy, e.notify = false, false
   e.port = opts.port or 6379
   e.stats = { accepted = 0, live = 0, commands = {}, total_commands = 0,
               refused = 0, error_replies = 0 }
@@ -178,8 +196,13 @@ function Engine:session(fields, mt)
   s.authenticated = not self:auth_required()
   s.channels = oset()
   s.patterns = oset()
+  s.chlist, s.ptlist = s.channels.list, s.patterns.list   -- never replaced
+  -- Fields the per-request path reads, set to false rather than left nil:
+  -- a nil field is looked up through the metatable chain on every read.
+  s.multi, s.shard, s.blocked, s.closing = false, false, false, false
+  s.reply_off, s.reply_skip = false, false
   s.watched = {}
-  s.handlers = s.handlers or {}
+  s.handlers = watched_handlers(s, s.handlers or {})
   s.created = self.clock()
   s.last = s.created
   s.addr = s.addr or "127.0.0.1:0"
@@ -244,7 +267,7 @@ function Session:watched_expired()
 end
 
 function Session:discard()
-  self.multi = nil
+  self.multi = false
   self.multi_error = nil
   self:unwatch()
 end
@@ -304,7 +327,7 @@ local function names_of(raw)
   if c then return c[1], c[2] end
   local lo, up = util.lower(raw), raw:upper()
   if commands[lo] and names_n < NAMES_MAX then
-    NAMES[raw] = { lo, up, commands[lo] }
+    NAMES[raw] = { lo, up, commands[lo], commands[lo].fn }
     names_n = names_n + 1
   end
   return lo, up
@@ -354,6 +377,8 @@ end
 -- Counts an error reply in INFO's errorstats (by its first word).
 local ERROR_MT = getmetatable(reply.error("x"))
 local STATUS_MT = getmetatable(reply.ok)
+local OK = reply.ok
+local BLOCK_MT = reply.BLOCK_MT
 local function count_error(e, r)
   local code = r[1]:match("^(%S+)") or "ERR"
   e.errstats[code] = (e.errstats[code] or 0) + 1
@@ -468,32 +493,38 @@ function Engine:dispatch(s, argv, counted)
   -- The common case in one place: a known, plain command with its arity
   -- from an authenticated client outside MULTI and pub/sub, no handlers.
   local nm = NAMES[argv[1]]
-  local cmd = nm and nm[3]
-  if cmd and cmd.fn and not counted and s.authenticated and not s.multi
+  local fn = nm and nm[4]
+  if fn and not counted and s.authenticated and not s.multi
     and not self.busy
-    and s.channels.list[1] == nil and s.patterns.list[1] == nil and not s.shard
-    and next(s.handlers) == nil and next(self.handlers) == nil then
+    and s.chlist[1] == nil and s.ptlist[1] == nil and not s.shard
+    and (not s.hmaybe or next(s.handlers) == nil)
+    and (not self.hmaybe or next(self.handlers) == nil) then
+    local cmd = nm[3]
     local n, ar = #argv, cmd.arity
     if ar == n or (ar < 0 and n >= -ar) then
-      local c, up = self.stats.commands, nm[2]
+      local stats = self.stats
+      local c, up = stats.commands, nm[2]
       c[up] = (c[up] or 0) + 1
-      self.stats.total_commands = self.stats.total_commands + 1
+      stats.total_commands = stats.total_commands + 1
       s.last_cmd = cmd.fullname
       self.snap = false   -- the time is read when first needed
-      local ok, r = pcall(cmd.fn, s, argv)
+      local ok, r = pcall(fn, s, argv)
       if not ok then
         self.errors[#self.errors + 1] = r
         r = err("ERR mock internal error: " .. tostring(r))
       end
-      local mt = getmetatable(r)
-      if mt ~= nil and mt ~= STATUS_MT then r = self:finish(s, cmd, argv, r, mt)
+      -- Strings and numbers need no look at a metatable (a string's
+      -- would be the string library's).
+      local mt = r ~= OK and type(r) == "table" and getmetatable(r)
+      if mt == ERROR_MT or mt == BLOCK_MT then r = self:finish(s, cmd, argv, r, mt)
       else
         local notify = self.notify
         if notify and (notify.K or notify.E) then M.after_command(s, cmd, argv, r) end
         local st = self.cmdstats[cmd.fullname] or cmdstat(self, cmd)
         st[1] = st[1] + 1
       end
-      if self.snap then s.last = self.snap end
+      local snap = self.snap
+      if snap then s.last = snap end
       self.snap = nil
       if self.store.ready_n > 0 then self:serve_ready() end
       return r
@@ -564,7 +595,7 @@ function Engine:exec(s)
     s:discard()
     return reply.null_array
   end
-  s.multi = nil
+  s.multi = false
   s:unwatch()
   local out = { n = #queue }
   -- Blocking commands answer at once inside a transaction.

@@ -12,6 +12,9 @@
 -- tagged value whatever fields it has.
 local M = {}
 
+-- Globals the per-request path uses, as locals (a global is a table look-up).
+local type, getmetatable, math_type = type, getmetatable, math.type
+
 local KIND = {}      -- metatable -> kind name
 local MT = {}        -- kind name -> metatable
 
@@ -93,6 +96,7 @@ M.null = setmetatable({}, MT.null)              -- $-1 / _
 M.null_array = setmetatable({}, MT.null_array)  -- *-1 / _
 M.noreply = setmetatable({}, MT.noreply)        -- nothing at all
 M.ok = M.status("OK")
+local OK, NULL = M.ok, M.null
 
 -- Redis 7.0 formats doubles with "%.17g"; infinities are spelled out
 -- because libc spellings vary, and NaN has one spelling.
@@ -119,7 +123,7 @@ encode = function(out, v, proto)
   if ty == "string" then
     out[#out + 1] = "$" .. #v .. "\r\n" .. v .. "\r\n"
   elseif ty == "number" then
-    if math.type(v) == "integer" then
+    if math_type(v) == "integer" then
       out[#out + 1] = ":" .. v .. "\r\n"
     else
       encode(out, M.double(v), proto)
@@ -192,12 +196,33 @@ encode = function(out, v, proto)
   end
 end
 
+-- The headers of short bulk strings and the bytes of small integers,
+-- made once: turning a number into text goes through snprintf, which
+-- was a visible share of every reply's cost.
+local BULK_HEAD, INT_BYTES, CACHED = {}, {}, 1024
+for i = 0, CACHED - 1 do
+  BULK_HEAD[i] = "$" .. i .. "\r\n"
+  INT_BYTES[i] = ":" .. i .. "\r\n"
+end
+local STATUS_MT = MT.status
+
 -- The bytes of reply value v for protocol 2 (default) or 3.
 function M.encode(v, proto)
   local ty = type(v)
-  if ty == "string" then return "$" .. #v .. "\r\n" .. v .. "\r\n" end
-  if ty == "number" and math.type(v) == "integer" then return ":" .. v .. "\r\n" end
-  if ty == "table" and getmetatable(v) == MT.status then return "+" .. v[1] .. "\r\n" end
+  if ty == "string" then
+    local n = #v
+    if n < CACHED then return BULK_HEAD[n] .. v .. "\r\n" end
+    return "$" .. n .. "\r\n" .. v .. "\r\n"
+  end
+  if ty == "number" and math_type(v) == "integer" then
+    if v >= 0 and v < CACHED then return INT_BYTES[v] end
+    return ":" .. v .. "\r\n"
+  end
+  if v == OK then return "+OK\r\n" end
+  if v == NULL then return proto == 3 and "_\r\n" or "$-1\r\n" end
+  if ty == "table" and getmetatable(v) == STATUS_MT then
+    return "+" .. v[1] .. "\r\n"
+  end
   local out = {}
   encode(out, v, proto == 3 and 3 or 2)
   return table.concat(out)

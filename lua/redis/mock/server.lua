@@ -12,6 +12,13 @@
 local engine_mod = require("redis.mock.engine")
 local reply = require("redis.mock.reply")
 
+-- Globals the per-request path uses, as locals (a global is a table look-up).
+local pcall, type, math_type = pcall, type, math.type
+
+-- The outbuf's methods, called directly in the per-request loop.
+local outbuf = getmetatable(require("redis.core").outbuf()).__index
+local ob_add, ob_bulk, ob_int = outbuf.add, outbuf.bulk, outbuf.int
+
 local M = {}
 
 local Session = engine_mod.Session
@@ -148,24 +155,23 @@ local function enqueue(conn, item)
   drain(conn)
 end
 
--- Replies of one batch of requests collect in conn.batch and leave in one
--- write (flush_batch); a reply with effects (delay, split ...) first
--- flushes what is collected, so bytes keep their order.
+-- Replies of one batch of requests collect in conn.batch (a redis.core
+-- outbuf, which appends a reply's bytes without making a Lua string of
+-- each) and leave in one write (flush_batch); a reply with effects
+-- (delay, split ...) first flushes what is collected, so bytes keep their
+-- order.
 local function flush_batch(conn)
   local b = conn.batch
-  if b and b.n > 0 then
-    local bytes = table.concat(b, "", 1, b.n)
-    for i = 1, b.n do b[i] = nil end
-    b.n = 0
-    enqueue(conn, { bytes = bytes })
+  if b then
+    local bytes = b:take()
+    if bytes then enqueue(conn, { bytes = bytes }) end
   end
 end
 
 local function add_bytes(conn, bytes)
   local b = conn.batch
   if b then
-    b.n = b.n + 1
-    b[b.n] = bytes
+    b:add(bytes)
   else
     enqueue(conn, { bytes = bytes })
   end
@@ -225,16 +231,50 @@ local function protocol_error(conn, text)
   conn:close()
 end
 
-local function process(conn, argv)
-  local srv = conn.server
-  local e = srv.engine
-  if #argv == 0 then return end
-  -- The log is a ring of LOG_MAX entries.
+local encode = reply.encode
+
+-- The log is a ring of LOG_MAX entries.
+local function log_request(srv, argv)
   local log = srv.history
   local at = log.next
   log[at] = argv
   log.next = at % LOG_MAX + 1
   if log.n < LOG_MAX then log.n = log.n + 1 end
+end
+
+-- Queues reply r of a request, or drops it under CLIENT REPLY OFF/SKIP;
+-- rule (or nil) is the scripting rule that matched the request.
+local function answer(conn, r, rule)
+  if conn.reply_off or conn.reply_skip then
+    -- CLIENT REPLY OFF/SKIP: the reply is dropped; pushes (subscription
+    -- confirmations) still go, as in Redis.
+    local kind = reply.kind(r)
+    local push = kind == "push" or (kind == "many" and reply.kind(r[1]) == "push")
+    if conn.reply_skip then
+      conn.reply_skip = conn.reply_skip - 1
+      if conn.reply_skip <= 0 then conn.reply_skip = false end
+    end
+    if not push then return end
+  end
+  local notify = conn.server.engine.notify
+  if notify and notify.x then conn.server:watch_expiry() end
+  if not rule then
+    add_bytes(conn, encode(r, conn.proto))
+    return
+  end
+  local item = { bytes = encode(r, conn.proto) }
+  item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
+  item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
+  item.close = rule.close
+  flush_batch(conn)
+  enqueue(conn, item)
+end
+
+local function process(conn, argv)
+  local srv = conn.server
+  local e = srv.engine
+  if argv[1] == nil then return end
+  log_request(srv, argv)
   local rule
   if conn.rules[1] or srv.rules[1] then
     rule = find_rule({ conn.rules, srv.rules }, argv, conn)
@@ -257,28 +297,7 @@ local function process(conn, argv)
   else
     r = e:dispatch(conn, argv)
   end
-  if conn.reply_off or conn.reply_skip then
-    -- CLIENT REPLY OFF/SKIP: the reply is dropped; pushes (subscription
-    -- confirmations) still go, as in Redis.
-    local kind = reply.kind(r)
-    local push = kind == "push" or (kind == "many" and reply.kind(r[1]) == "push")
-    if conn.reply_skip then
-      conn.reply_skip = conn.reply_skip - 1
-      if conn.reply_skip <= 0 then conn.reply_skip = nil end
-    end
-    if not push then return end
-  end
-  if e.notify and e.notify.x then srv:watch_expiry() end
-  if not rule then
-    add_bytes(conn, reply.encode(r, conn.proto))
-    return
-  end
-  local item = { bytes = reply.encode(r, conn.proto) }
-  item.delay, item.split, item.split_delay = rule.delay, rule.split, rule.split_delay
-  item.close_after, item.silent, item.garbage = rule.close_after, rule.silent, rule.garbage
-  item.close = rule.close
-  flush_batch(conn)
-  enqueue(conn, item)
+  answer(conn, r, rule)
 end
 
 -- Redis's limits for a client that has not authenticated yet: more than
@@ -323,31 +342,64 @@ end
 -- the reader, as Redis leaves them in the query buffer). Runs in the
 -- connection's task, or in a task resuming a connection a blocking
 -- command has released; never twice at once for one connection.
+-- The loop of run_requests. Without scripting rules a request takes
+-- the short way: process() and answer() with the branches for rules and
+-- dropped replies left out.
+local function answer_all(conn)
+  local reader, srv = conn.reader, conn.server
+  local e = srv.engine
+  local next_request, dispatch = reader.next, e.dispatch
+  while not conn.closed and not conn.closing and not conn.blocked do
+    local argv, perr = next_request(reader)
+    if not argv then
+      if perr then
+        flush_batch(conn)
+        protocol_error(conn, perr)
+      end
+      break
+    end
+    if argv[1] == nil then
+      -- an empty request: no reply
+    elseif conn.rules[1] or srv.rules[1] then
+      process(conn, argv)
+    else
+      local log = srv.history
+      local at = log.next
+      log[at] = argv
+      log.next = at % LOG_MAX + 1
+      if log.n < LOG_MAX then log.n = log.n + 1 end
+      local r = dispatch(e, conn, argv)
+      if conn.reply_off or conn.reply_skip then
+        answer(conn, r)
+      else
+        local notify = e.notify
+        if notify and notify.x then srv:watch_expiry() end
+        local ty = type(r)
+        if ty == "string" then
+          ob_bulk(conn.batch, r)
+        elseif ty == "number" and math_type(r) == "integer" then
+          ob_int(conn.batch, r)
+        else
+          ob_add(conn.batch, encode(r, conn.proto))
+        end
+      end
+    end
+    if conn.blocked then
+      flush_batch(conn)
+      srv:watch_blocks()
+    end
+  end
+end
+
 function run_requests(conn)
   if conn.processing then return end
   conn.processing = true
   -- Set only while this batch is answered (deliveries to an idle
   -- connection go straight out).
   conn.batch = conn.batch_buf
-  local ok, failure = pcall(function()
-    while not conn.closed and not conn.closing and not conn.blocked do
-      local argv, perr = conn.reader:next()
-      if not argv then
-        if perr then
-          flush_batch(conn)
-          protocol_error(conn, perr)
-        end
-        break
-      end
-      process(conn, argv)
-      if conn.blocked then
-        flush_batch(conn)
-        conn.server:watch_blocks()
-      end
-    end
-  end)
+  local ok, failure = pcall(answer_all, conn)
   flush_batch(conn)
-  conn.batch = nil
+  conn.batch = false
   conn.processing = false
   if not ok then
     conn.server.engine.errors[#conn.server.engine.errors + 1] = failure
@@ -441,7 +493,11 @@ local function serve(srv, stream)
     rules = {},
     handlers = {},
     queue = { first = 1, last = 0 },
-    batch_buf = { n = 0 },
+    batch_buf = srv.core.outbuf(),
+    batch = false,
+    closed = false,
+    processing = false,
+    draining = false,
   }, Conn)
   e.stats.live = e.stats.live + 1
   srv.conns[conn] = true

@@ -21,11 +21,21 @@ end
 
 -- Redis's string2ll: "0", or an optional '-' then a non-zero digit, at
 -- most 20 bytes, within int64. Returns the integer or nil.
+-- Lua's tonumber reads an integer in more spellings (spaces around it,
+-- leading zeros, hex, '+'); the bytes checked around it leave Redis's:
+-- the first digit 1-9 after an optional '-' rules out spaces, zeros, '+'
+-- and "0x", a digit at the end rules out trailing spaces, and tonumber
+-- gives an integer only within int64 and without '.' or an exponent.
+local tonumber, math_type, byte = tonumber, math.type, string.byte
 function M.int(s)
-  if s == "0" then return 0 end
-  if #s == 0 or #s > 20 or not s:match("^%-?[1-9]%d*$") then return nil end
   local n = tonumber(s)
-  if math.type(n) ~= "integer" then return nil end
+  if math_type(n) ~= "integer" then return nil end
+  if s == "0" then return 0 end
+  local b = byte(s, 1)
+  if b == 45 then b = byte(s, 2) end
+  if not b or b < 49 or b > 57 then return nil end
+  b = byte(s, -1)
+  if b < 48 or b > 57 then return nil end
   return n
 end
 

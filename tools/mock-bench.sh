@@ -27,7 +27,10 @@ cleanup() {
   "$here/tools/redis-server.sh" stop "$out/real" >/dev/null 2>&1
   rm -rf "$out"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal (also SIGPIPE, when the output goes to a closed pipe such as
+# `| head`) stops the servers too, then ends the run.
+trap 'cleanup; trap - EXIT; exit 1' INT TERM HUP PIPE
 
 real_port=$("$here/tools/redis-server.sh" start "$out/real") \
   || { echo "cannot start redis-server" >&2; exit 1; }

@@ -38,7 +38,10 @@ cleanup() {
   mock_pid=""
   "$here/tools/redis-server.sh" stop "$real_dir" >/dev/null 2>&1
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal (also SIGPIPE, when the output goes to a closed pipe such as
+# `| head`) stops the servers too, then ends the run.
+trap 'cleanup; trap - EXIT; exit 1' INT TERM HUP PIPE
 
 # A fresh mock and a fresh redis-server for every unit: a test that
 # changes the configuration without restoring it (proto-max-bulk-len, say)

@@ -603,14 +603,17 @@ static void script(session *x, const uint8_t *p, size_t n) {
   }
 }
 
-/* On a healthy conn everything queued reaches the server after a flush. */
+/* On a healthy conn everything queued reaches the server after a flush.
+ * A reply read while draining may queue a command from its callback
+ * (R_PUSH): each turn flushes again, as a scheduler flushes after every
+ * batch. */
 static void finish_writes(session *x) {
   int idle = 0;
   if (!x->c || !conn_usable(x->c) || x->srv < 0)
     return;
-  conn_flush(x->c);
   while (x->c && conn_usable(x->c) && idle < 3 &&
          x->seen < x->expect.len) {
+    conn_flush(x->c);
     run_once(x);
     idle = srv_drain(x) ? 0 : idle + 1;
   }

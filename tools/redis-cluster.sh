@@ -15,7 +15,8 @@
 #       restarted) and waits for them to exit.
 #   tools/redis-cluster.sh restart-node DIR PORT
 #       Starts the node of PORT again with its old config (after a spec
-#       killed it); it rejoins the cluster from its nodes.conf.
+#       killed it); it rejoins the cluster from its nodes.conf. A node that
+#       is still running is left as it is.
 #
 # Every node has the ACL user alice (password s3cret, all rights), the
 # default user's password is "defaultpw" (requirepass), and replicas log in
@@ -159,6 +160,11 @@ stop)
   exit 0 ;;
 restart-node)
   p=$3
+  # Already running (a spec's clean-up may ask again): starting a second
+  # one would fail on the port after node_start dropped the pid file, and
+  # the running node could then no longer be stopped by PID.
+  pid=$(cat "$dir/$p/redis.pid" 2>/dev/null)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then exit 0; fi
   node_start "$p"
   i=0
   while :; do

@@ -241,19 +241,22 @@ local function follow(self)
       end
     end
   end
-  if #todo == 0 then return end
-  -- something moved: place on the owner of a fresh map (a failure is
-  -- tried again on the next pass)
-  local fresh = true
-  for slot, names in pairs(by_slot(todo)) do
-    if self._closed then return end
-    place(self, slot, names, fresh)
-    fresh = false
+  if #todo > 0 then
+    -- something moved: place on the owner of a fresh map (a failure is
+    -- tried again on the next pass)
+    local fresh = true
+    for slot, names in pairs(by_slot(todo)) do
+      if self._closed then return end
+      place(self, slot, names, fresh)
+      fresh = false
+    end
   end
   -- a node subscriber no channel is placed on is closed, even one still
   -- reconnecting with names it had (restored on a node that came back as
   -- a replica, they would deliver every message twice); not while an
-  -- ssubscribe() call may be placing names on it
+  -- ssubscribe() call may be placing names on it. Every pass looks, not
+  -- only one that moved something: a pass that had to skip this (a call
+  -- placing names) must not leave such a subscriber for good.
   if next(self._pending) then return end
   for addr, e in pairs(self._subs) do
     if e ~= self._main and not e.dropped then

@@ -49,20 +49,8 @@ trap 'cleanup; trap - EXIT; exit 1' INT TERM HUP PIPE
 start_servers() {
   real_port=$("$here/tools/redis-server.sh" start "$real_dir") \
     || { echo "cannot start redis-server" >&2; exit 1; }
-  rm -f "$out/mock.out" "$out/mock.err"
-  : > "$out/mock.out"
-  LEVR_BUILD=${LEVR_BUILD:-$here/build} lua5.4 "$here/examples/mock-server.lua" \
-    --port 0 > "$out/mock.out" 2> "$out/mock.err" &
-  mock_pid=$!
-  i=0
-  while ! grep -q "^listening on" "$out/mock.out" 2>/dev/null; do
-    i=$((i + 1))
-    if [ $i -gt 100 ] || ! kill -0 "$mock_pid" 2>/dev/null; then
-      echo "the mock did not start:" >&2; cat "$out/mock.err" >&2; exit 1
-    fi
-    sleep 0.1
-  done
-  mock_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/mock.out")
+  mock=$("$here/tools/mock-server.sh" "$out") || exit 1
+  mock_pid=${mock% *} mock_port=${mock#* }
 }
 
 # --baseport only moves the harness's own test-server port, so the two

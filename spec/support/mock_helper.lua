@@ -25,4 +25,28 @@ end
 -- The address of a mock, for redis.connect.
 function M.addr(srv) return "127.0.0.1:" .. srv:port() end
 
+-- The pure engine, no sockets: an engine on a fake clock (unix ms in
+-- clock.now, 1700000000000 at first; opts as mock.engine's) and one
+-- session.
+function M.engine(opts)
+  local clock = { now = 1700000000000 }
+  opts = opts or {}
+  opts.clock = function() return clock.now end
+  local e = mock.engine(opts)
+  return e, e:session{}, clock
+end
+
+function M.words(line)
+  local argv = {}
+  for w in line:gmatch("%S+") do argv[#argv + 1] = w end
+  return argv
+end
+
+-- The bytes of the reply to a command given as a line or an argv table,
+-- in the session's protocol.
+function M.run(e, s, cmd)
+  local argv = type(cmd) == "table" and cmd or M.words(cmd)
+  return mock.encode(e:dispatch(s, argv), s.proto)
+end
+
 return M

@@ -4,26 +4,8 @@
 -- WATCH, pub/sub delivery and command overrides.
 local mock = require("redis.mock")
 
--- An engine on a fake clock (unix ms in clock.now) and one session.
-local function setup(opts)
-  local clock = { now = 1700000000000 }
-  opts = opts or {}
-  opts.clock = function() return clock.now end
-  local e = mock.engine(opts)
-  return e, e:session{}, clock
-end
-
-local function words(line)
-  local argv = {}
-  for w in line:gmatch("%S+") do argv[#argv + 1] = w end
-  return argv
-end
-
--- The bytes of the reply to a command given as a line or an argv table.
-local function run(e, s, cmd)
-  local argv = type(cmd) == "table" and cmd or words(cmd)
-  return mock.encode(e:dispatch(s, argv), s.proto)
-end
+local mock_helper = require("mock_helper")
+local setup, words, run = mock_helper.engine, mock_helper.words, mock_helper.run
 
 describe("redis.mock engine dispatch", function()
   it("answers a command with a reply value for the session's protocol", function()

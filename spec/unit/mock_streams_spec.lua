@@ -9,22 +9,10 @@ local mock = require("redis.mock")
 
 local T0 = 1700000000000
 
-local function setup()
-  local clock = { now = T0 }
-  local e = mock.engine{ clock = function() return clock.now end }
-  return e, e:session{}, clock
-end
-
-local function words(line)
-  local argv = {}
-  for w in line:gmatch("%S+") do argv[#argv + 1] = w end
-  return argv
-end
-
--- The RESP2 bytes of the reply to a command line.
-local function run(e, s, line)
-  return mock.encode(e:dispatch(s, words(line)), 2)
-end
+local mock_helper = require("mock_helper")
+-- The engine on a clock that moves only when a test moves it (T0 at
+-- first); replies as RESP2 bytes (sessions speak RESP2 unless HELLO 3).
+local setup, words, run = mock_helper.engine, mock_helper.words, mock_helper.run
 
 -- A bulk string's bytes, and an array of bulks.
 local function bulk(v) return "$" .. #v .. "\r\n" .. v .. "\r\n" end

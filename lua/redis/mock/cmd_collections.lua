@@ -205,6 +205,18 @@ return function(E)
   end
   E.lpush_one = lpush_one
 
+  -- Takes one item off the left or the right end of list l.
+  local function pop_one(l, left)
+    local v
+    if left then
+      v = l[l.head]; l[l.head] = nil; l.head = l.head + 1
+    else
+      v = l[l.tail]; l[l.tail] = nil; l.tail = l.tail - 1
+    end
+    return v
+  end
+  E.list_pop_one = pop_one
+
   local function push(s, argv, left)
     local l, e = typed(s, argv[2], "list")
     if l == false then return e end
@@ -242,25 +254,14 @@ return function(E)
     if count == 0 then return {} end
     if not count and list_len(l) > 1 then
       -- One item from a list that stays: no array to build.
-      local v
-      if left then
-        v = l[l.head]; l[l.head] = nil; l.head = l.head + 1
-      else
-        v = l[l.tail]; l[l.tail] = nil; l.tail = l.tail - 1
-      end
+      local v = pop_one(l, left)
       s.db:touch(argv[2])
       return v
     end
     local out = {}
     for _ = 1, count or 1 do
       if list_len(l) == 0 then break end
-      local v
-      if left then
-        v = l[l.head]; l[l.head] = nil; l.head = l.head + 1
-      else
-        v = l[l.tail]; l[l.tail] = nil; l.tail = l.tail - 1
-      end
-      out[#out + 1] = v
+      out[#out + 1] = pop_one(l, left)
     end
     if list_len(l) == 0 then
       s.db:remove(argv[2])

@@ -44,15 +44,7 @@ return function(E)
     end
   end
 
-  local function pop_one(l, left)
-    local v
-    if left then
-      v = l[l.head]; l[l.head] = nil; l.head = l.head + 1
-    else
-      v = l[l.tail]; l[l.tail] = nil; l.tail = l.tail - 1
-    end
-    return v
-  end
+  local pop_one = E.list_pop_one
 
   -- After items left list key: delete it when empty, else mark it written.
   local function settle(s, key, l, event)

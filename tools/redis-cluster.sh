@@ -163,8 +163,12 @@ restart-node)
   # Already running (a spec's clean-up may ask again): starting a second
   # one would fail on the port after node_start dropped the pid file, and
   # the running node could then no longer be stopped by PID.
+  # A killed node may linger as a zombie until whoever adopted it reaps
+  # it (kill -0 still succeeds then): only a live, non-zombie one counts.
   pid=$(cat "$dir/$p/redis.pid" 2>/dev/null)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then exit 0; fi
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    case $(ps -o stat= -p "$pid" 2>/dev/null) in Z*|"") ;; *) exit 0 ;; esac
+  fi
   node_start "$p"
   i=0
   while :; do

@@ -20,6 +20,9 @@
 # is quick (down-after-milliseconds 1000, failover-timeout 3000) so that
 # specs can watch failovers.
 set -u
+# Called from specs on the ASan build with the sanitizer runtime in
+# LD_PRELOAD: the servers and tools started here must not inherit it.
+unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
 cmd=${1:-} dir=${2:-}
 [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 SPASS=sentpass

@@ -11,6 +11,9 @@
 # Extra args may contain the word PORT2, replaced by a second free port
 # (for --tls-port PORT2 --port 0, say); that port is printed as well.
 set -u
+# Called from specs on the ASan build with the sanitizer runtime in
+# LD_PRELOAD: the servers and tools started here must not inherit it.
+unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
 cmd=$1 dir=$2; shift 2
 case $cmd in
 start)

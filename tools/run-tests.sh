@@ -46,14 +46,26 @@ run_ctest() { # name dir
   count "$1" $((total - fail)) "$fail"
 }
 
+# A busted suite that runs longer than this is stopped (with the processes
+# it started: timeout signals the whole process group) and counted as a
+# failure naming the test it was in, so that a hang fails the run instead
+# of holding it until CI's own limit. The slowest suite takes about 4 min.
+SUITE_LIMIT=${LEVR_SUITE_LIMIT:-600}
+
 # busted with TAP output: count "ok" and "not ok" lines; a run that dies
 # without reporting a failure counts as one.
 run_busted() { # name [env...] -- busted args
   local name=$1 log="$WORK/$1.log" ok nok rc; shift
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
-  env "${envs[@]}" busted --lua=lua5.4 -o TAP "$@" >"$log" 2>&1
+  env "${envs[@]}" timeout -k 10 "$SUITE_LIMIT" \
+    busted --lua=lua5.4 -o TAP "$@" >"$log" 2>&1
   rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    # busted's TAP names each test ("# FILE @ LINE: NAME") before it runs
+    echo "$name: stopped after $SUITE_LIMIT s (LEVR_SUITE_LIMIT), in the test:"
+    grep '^# .* @ [0-9]*: ' "$log" | tail -1
+  fi
   ok=$(grep -c '^ok ' "$log")
   nok=$(grep -c '^not ok ' "$log")
   if [ "$nok" -gt 0 ] || [ "$rc" -ne 0 ]; then

@@ -28,9 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-count() { # name passed failed
+count() { # name passed failed [seconds]
   PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
-  printf '== %-34s %4d passed, %d failed\n' "$1" "$2" "$3"
+  printf '== %-34s %4d passed, %d failed%s\n' "$1" "$2" "$3" \
+    "${4:+ ($4 s)}"
 }
 
 # ctest: its summary line "N% tests passed, F tests failed out of T".
@@ -49,21 +50,29 @@ run_ctest() { # name dir
 # A busted suite that runs longer than this is stopped (with the processes
 # it started: timeout signals the whole process group) and counted as a
 # failure naming the test it was in, so that a hang fails the run instead
-# of holding it until CI's own limit. The slowest suite takes about 4 min.
-SUITE_LIMIT=${LEVR_SUITE_LIMIT:-600}
+# of holding it until CI's own limit. Each suite's line gives its time.
+# RUN_LIMIT bounds them all together (CI stops a run at 90 min).
+SUITE_LIMIT=${LEVR_SUITE_LIMIT:-1200}
+RUN_LIMIT=${LEVR_RUN_LIMIT:-4800}
 
 # busted with TAP output: count "ok" and "not ok" lines; a run that dies
 # without reporting a failure counts as one.
 run_busted() { # name [env...] -- busted args
-  local name=$1 log="$WORK/$1.log" ok nok rc; shift
+  local name=$1 log="$WORK/$1.log" ok nok rc t0=$SECONDS; shift
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
-  env "${envs[@]}" timeout -k 10 "$SUITE_LIMIT" \
+  local limit=$SUITE_LIMIT left=$((RUN_LIMIT - SECONDS))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 0 ]; then
+    echo "$name: not run: the whole run is past $RUN_LIMIT s (LEVR_RUN_LIMIT)"
+    count "$name" 0 1; return
+  fi
+  env "${envs[@]}" timeout -k 10 "$limit" \
     busted --lua=lua5.4 -o TAP "$@" >"$log" 2>&1
   rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
     # busted's TAP names each test ("# FILE @ LINE: NAME") before it runs
-    echo "$name: stopped after $SUITE_LIMIT s (LEVR_SUITE_LIMIT), in the test:"
+    echo "$name: stopped after $limit s (LEVR_SUITE_LIMIT, LEVR_RUN_LIMIT), in the test:"
     grep '^# .* @ [0-9]*: ' "$log" | tail -1
   fi
   ok=$(grep -c '^ok ' "$log")
@@ -79,7 +88,7 @@ run_busted() { # name [env...] -- busted args
     echo "sanitizer report in $name:"; grep -A20 "ERROR: AddressSanitizer\|runtime error:" "$log" | head -60
     nok=$((nok + 1))
   fi
-  count "$name" "$ok" "$nok"
+  count "$name" "$ok" "$nok" $((SECONDS - t0))
 }
 
 # Starts a server and records it for cleanup; its port(s) in REDIS_OUT.

@@ -11,7 +11,12 @@
 -- (its handshake, reconnect, resubscription, per-message C path and
 -- max_queue are the subscriber's). subscribe/psubscribe go to one node
 -- (the "main" subscriber, opened on a master at creation); ssubscribe goes
--- to the master of each channel's slot. A pump task per node subscriber
+-- to the master of each channel's slot, on node subscribers of their own:
+-- never the main one, even on the same node, because the main one stays
+-- for good and would restore, after a reconnect, shard channels that were
+-- moved elsewhere meanwhile (on a killed master back as a replica, every
+-- message would then arrive twice), while a shard node subscriber left
+-- with nothing placed on it is closed. A pump task per node subscriber
 -- moves its messages into one merged queue in arrival order.
 --
 -- Following moves: when a slot moves, Redis unsubscribes the old owner's
@@ -83,10 +88,11 @@ local function pump(self, e)
   end
 end
 
--- The subscriber of node host:port, opened on first use.
-local function entry(self, host, port)
+-- The shard-channel subscriber of node host:port, opened on first use;
+-- with main, the main subscriber (not kept in _subs).
+local function entry(self, host, port, main)
   local addr = host .. ":" .. port
-  local e = self._subs[addr]
+  local e = not main and self._subs[addr]
   if e and not e.dropped then
     if e.sub:status() ~= "closed" then return e end
     e.dropped = true
@@ -104,7 +110,7 @@ local function entry(self, host, port)
   for _, h in ipairs(self._handlers) do
     h.per[e] = sub:on(h.event, h.fn)
   end
-  self._subs[addr] = e
+  if not main then self._subs[addr] = e end
   e.pump = lev._daemon(pump, self, e)
   return e
 end
@@ -259,7 +265,7 @@ local function follow(self)
   -- placing names) must not leave such a subscriber for good.
   if next(self._pending) then return end
   for addr, e in pairs(self._subs) do
-    if e ~= self._main and not e.dropped then
+    if not e.dropped then
       local used = false
       for _, w in pairs(self._where) do
         if w == e then used = true; break end
@@ -267,6 +273,16 @@ local function follow(self)
       if not used then
         self._subs[addr] = nil
         drop(self, e)
+      elseif sets[e] and e.sub:status() == "ready" then
+        -- names it still holds but no longer serves (an sunsubscribe()
+        -- while it was reconnecting, which the reconnect restored): let go
+        local extra = {}
+        for name in pairs(sets[e]) do
+          if self._where[name] ~= e then extra[#extra + 1] = name end
+        end
+        for _, group in pairs(by_slot(extra)) do
+          e.sub:sunsubscribe(table.unpack(group))
+        end
       end
     end
   end
@@ -311,7 +327,7 @@ function M.new(conf, subscriber)
   -- also checks the rest of the config by the subscriber's own rules
   local m = cl._masters[1]
   local e
-  e, err, cat = entry(self, m.host, m.port)
+  e, err, cat = entry(self, m.host, m.port, true)
   if not e then
     cl:close()
     if cat == "config" then err = err:gsub("^node [^ ]+: ", "") end
@@ -389,7 +405,12 @@ function CSub:sunsubscribe(...)
   for e, list in pairs(per) do
     for _, group in pairs(by_slot(list)) do
       local ok, err, cat = e.sub:sunsubscribe(table.unpack(group))
-      if not ok and not is_redirect(err) then return nil, err, cat end
+      -- the watcher may close a node subscriber left with nothing placed
+      -- on it (as these names no longer are) while this waits: closing
+      -- its connection ended those subscriptions too
+      if not ok and not is_redirect(err) and not e.dropped then
+        return nil, err, cat
+      end
     end
   end
   return true
@@ -447,6 +468,7 @@ end
 -- opened later.
 function CSub:on(event, fn)
   local h = { event = event, fn = fn, per = {} }
+  h.per[self._main] = self._main.sub:on(event, fn)
   for _, e in pairs(self._subs) do
     if not e.dropped then h.per[e] = e.sub:on(event, fn) end
   end
@@ -469,6 +491,8 @@ end
 -- being reopened; else "ready".
 function CSub:status()
   if self._closed then return "closed" end
+  local st = self._main.sub:status()
+  if st ~= "ready" then return st end
   for _, e in pairs(self._subs) do
     if not e.dropped then
       local st = e.sub:status()
@@ -482,9 +506,7 @@ function CSub:close()
   if self._closed then return true end
   self._closed = true
   -- one `end` event: the main node's
-  for _, e in pairs(self._subs) do
-    if e ~= self._main then drop(self, e) end
-  end
+  for _, e in pairs(self._subs) do drop(self, e) end
   self._main.dropped = true
   self._main.sub:close()
   self._cl:close()
@@ -494,7 +516,7 @@ end
 CSub.__close = CSub.close
 
 function CSub.__tostring(self)
-  local n = 0
+  local n = 1 -- the main subscriber
   for _, e in pairs(self._subs) do if not e.dropped then n = n + 1 end end
   return string.format("redis.subscriber (cluster, %d nodes in use, %s): %p",
     n, self:status(), self)

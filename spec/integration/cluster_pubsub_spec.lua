@@ -272,6 +272,45 @@ describe("redis.subscriber with cluster", function()
     end)
   end)
 
+  it("lets go of a shard channel unsubscribed while its node reconnects",
+    function()
+    lev.run(function()
+      -- a fixed 1 s delay: the connection stays down long enough to ask
+      local sub = new_sub{ reconnect = { strategy = "fixed", delay = 1 } }
+      local cl = new_cluster()
+      -- two names of one slot: the node connection stays in use
+      local ch, kept = "recon:{r1}", "kept:{r1}"
+      local port = owner_of(cluster.keyslot(ch))
+      assert.is_true(sub:ssubscribe(ch, kept))
+      assert.equal(1, shardnumsub(port, ch))
+      assert(on(port, "CLIENT", "KILL", "TYPE", "pubsub"))
+      wait_for(5, "the node connection down", function()
+        return sub:status() == "reconnecting"
+      end)
+      -- the node connection cannot send it now; the name is dropped from
+      -- what the subscriber serves at once
+      assert.same({ nil, "reconnecting", "closed" },
+        { sub:sunsubscribe(ch) })
+      assert.same({ kept }, sub:subscriptions().shard_channels)
+      -- the reconnect restores what the server had confirmed, this name
+      -- too; the watcher then lets go of it and keeps the other
+      wait_for(10, "every node connection ready", function()
+        return sub:status() == "ready"
+      end)
+      wait_for(5, "the node holding no subscription", function()
+        return shardnumsub(port, ch) == 0
+      end)
+      assert.equal(1, shardnumsub(port, kept))
+      assert.equal(0, cl:cmd("SPUBLISH", ch, "not for us"))
+      assert.equal(1, cl:cmd("SPUBLISH", kept, "still"))
+      assert.same({ kind = "smessage", channel = kept, payload = "still" },
+        next_msg(sub, "the kept channel's smessage, nothing before it"))
+      assert.same({ kept }, sub:subscriptions().shard_channels)
+      cl:close()
+      sub:close()
+    end)
+  end)
+
   it("follows a shard channel whose slot is moved by hand", function()
     lev.run(function()
       local sub = new_sub()
@@ -395,10 +434,26 @@ describe("redis.subscriber with cluster", function()
       local ends = 0
       sub:on("end", function() ends = ends + 1 end)
       local cl = new_cluster()
-      local ch = "killed:{k1}"
+      -- The master killed is the node of the subscriber's subscribe
+      -- connection as well (found by a channel only it has), which also
+      -- comes back: what it restores there must hold no shard channel.
+      assert.is_true(sub:subscribe("probe"))
+      local main
+      for _, p in ipairs(PORTS) do
+        local r = on(p, "PUBSUB", "NUMSUB", "probe")
+        if r and r[2] == 1 then main = p end
+      end
+      assert(main, "no node holds the subscribe connection")
+      local ch, i = nil, 0
+      repeat
+        i = i + 1
+        assert(i < 10000, "no shard channel name for node " .. main)
+        ch = "killed:{k" .. i .. "}"
+      until owner_of(cluster.keyslot(ch)) == main
       local slot = cluster.keyslot(ch)
       assert.is_true(sub:ssubscribe(ch))
       killed = owner_of(slot)
+      assert.equal(main, killed)
       local f = assert(io.open(DIR .. "/" .. killed .. "/redis.pid"))
       local pid = f:read("l")
       f:close()
@@ -424,6 +479,11 @@ describe("redis.subscriber with cluster", function()
       wait_for(20, "the killed node back as a replica", function()
         local r = on(killed, "ROLE")
         return r and r[1] == "slave" and r[4] == "connected"
+      end)
+      -- Every node connection is back (the subscribe one reconnects to
+      -- the killed node): only then is all they restored there known.
+      wait_for(20, "every node connection ready", function()
+        return sub:status() == "ready"
       end)
       -- The node's reconnect may land a subscription there before the
       -- watcher (every 50 ms) sees the node is a replica now and lets go;

@@ -11,18 +11,10 @@ if [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; then
   REDIS_ADDR=127.0.0.1:6379 lua5.4 examples/quickstart.lua
   exit $?
 fi
-log=$(mktemp)
-lua5.4 examples/mock-server.lua --port 0 >"$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
-port=""
-i=0
-while [ -z "$port" ] && [ $i -lt 50 ]; do
-  port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
-  i=$((i + 1)); sleep 0.1
-done
-if [ -z "$port" ]; then
-  echo "the mock server did not start:"; cat "$log"; exit 1
-fi
+dir=$(mktemp -d)
+# the mock finds the rock's modules through the path set above
+mock=$(tools/mock-server.sh "$dir") || { rm -rf "$dir"; exit 1; }
+pid=${mock% *} port=${mock#* }
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
 echo "No Redis on 127.0.0.1:6379: running the quick-start against the bundled mock server on port $port"
 REDIS_ADDR=127.0.0.1:$port lua5.4 examples/quickstart.lua

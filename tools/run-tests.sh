@@ -168,23 +168,18 @@ for ex in examples/*.lua; do
   fi
 done
 # The standalone mock server, with the quick-start against it.
-LEVR_BUILD=$BUILD lua5.4 tools/run-lua.lua examples/mock-server.lua --port 0 \
-  >"$WORK/mock.log" 2>&1 &
-mock_pid=$!
-mock_port=""
-for _ in $(seq 50); do
-  mock_port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$WORK/mock.log" | head -1)
-  [ -n "$mock_port" ] && break
-  sleep 0.1
-done
-if [ -n "$mock_port" ] && REDIS_ADDR="127.0.0.1:$mock_port" LEVR_BUILD=$BUILD \
+mock_pid=""
+if mock=$(LEVR_BUILD=$BUILD tools/mock-server.sh "$WORK/mock" 2>&1) &&
+   mock_pid=${mock% *} &&
+   REDIS_ADDR="127.0.0.1:${mock#* }" LEVR_BUILD=$BUILD \
      timeout 60 lua5.4 tools/run-lua.lua examples/quickstart.lua >"$WORK/ex.log" 2>&1; then
   ex_ok=$((ex_ok + 1))
 else
-  echo "example mock-server.lua + quickstart.lua failed:"; cat "$WORK/mock.log" "$WORK/ex.log"
+  echo "example mock-server.lua + quickstart.lua failed:"; echo "$mock"
+  cat "$WORK/mock/mock.out" "$WORK/mock/mock.err" "$WORK/ex.log" 2>/dev/null
   ex_fail=$((ex_fail + 1))
 fi
-kill "$mock_pid" 2>/dev/null; wait "$mock_pid" 2>/dev/null
+[ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
 count "examples" "$ex_ok" "$ex_fail"
 
 # 4b. Redis Cluster: a real 3+3 cluster (tools/redis-cluster.sh) per build,

@@ -90,6 +90,18 @@ local function shardnumsub(port, ch)
   return r and r[2]
 end
 
+-- Waits until every node connection of sub is ready (what they restored
+-- on reconnecting is on the servers then), then until node port holds no
+-- subscriber of shard channel ch; what names the node in the failures.
+local function wait_released(sub, secs, port, ch, what)
+  wait_for(secs, "every node connection ready", function()
+    return sub:status() == "ready"
+  end)
+  wait_for(5, what .. " holding no subscription", function()
+    return shardnumsub(port, ch) == 0
+  end)
+end
+
 -- Moves an empty slot the documented way (IMPORTING, MIGRATING, then
 -- NODE on the target first, which bumps its config epoch, then on the
 -- others; pub/sub has no keys, so nothing to MIGRATE), then waits until
@@ -294,12 +306,7 @@ describe("redis.subscriber with cluster", function()
       assert.same({ kept }, sub:subscriptions().shard_channels)
       -- the reconnect restores what the server had confirmed, this name
       -- too; the watcher then lets go of it and keeps the other
-      wait_for(10, "every node connection ready", function()
-        return sub:status() == "ready"
-      end)
-      wait_for(5, "the node holding no subscription", function()
-        return shardnumsub(port, ch) == 0
-      end)
+      wait_released(sub, 10, port, ch, "the node")
       assert.equal(1, shardnumsub(port, kept))
       assert.equal(0, cl:cmd("SPUBLISH", ch, "not for us"))
       assert.equal(1, cl:cmd("SPUBLISH", kept, "still"))
@@ -481,16 +488,10 @@ describe("redis.subscriber with cluster", function()
         return r and r[1] == "slave" and r[4] == "connected"
       end)
       -- Every node connection is back (the subscribe one reconnects to
-      -- the killed node): only then is all they restored there known.
-      wait_for(20, "every node connection ready", function()
-        return sub:status() == "ready"
-      end)
-      -- The node's reconnect may land a subscription there before the
-      -- watcher (every 50 ms) sees the node is a replica now and lets go;
-      -- it must let go, and then a message arrives once.
-      wait_for(5, "the killed node holding no subscription", function()
-        return shardnumsub(killed, ch) == 0
-      end)
+      -- the killed node). A reconnect may land a subscription there before
+      -- the watcher (every 50 ms) sees the node is a replica now and lets
+      -- go; it must let go, and then a message arrives once.
+      wait_released(sub, 20, killed, ch, "the killed node")
       assert.equal(1, cl:cmd("SPUBLISH", ch, "once"))
       -- The subscribe/psubscribe node may be the killed one, still
       -- reconnecting: subscribe then says nil, "reconnecting" (documented).
